@@ -1,0 +1,50 @@
+"""One exception family. Every message says what went wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class EvalflowError(Exception):
+    """Base of every error evalflow raises on purpose. The CLI prints it without a traceback."""
+
+
+class ConfigError(EvalflowError):
+    """A suite, a model registry or a setting is invalid."""
+
+
+class DatasetError(EvalflowError):
+    """Rows of a dataset are missing, malformed or of the wrong type."""
+
+
+class UnknownNameError(ConfigError):
+    """A suite, model or other named thing does not exist."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {listed}")
+        self.kind = kind
+        self.name = name
+        self.known = known
+
+
+class EndpointError(EvalflowError):
+    """An endpoint could not be started, reached or used."""
+
+
+class WeightsError(EndpointError):
+    """The local model weights are missing or corrupt."""
+
+
+class FatalRequestError(EndpointError):
+    """The endpoint refused a request in a way no retry can fix (401, 403, 404, 400, quota)."""
+
+
+class WeaveStoreError(EvalflowError):
+    """The Weave backend could not be set up or used."""
+
+
+class BudgetExceededError(EvalflowError):
+    """A run passed its token or error budget."""
+
+
+class RunFailedError(EvalflowError):
+    """A run finished but failed (its results are saved and flagged)."""
