@@ -25,7 +25,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+    system = f"Python {platform.python_version()}, {platform.system()}"
+    return f"{os.cpu_count()} cores ({cpu}), {system}"
 
 
 def write_section(name: str, command: str, body: str) -> None:
