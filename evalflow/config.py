@@ -1,0 +1,233 @@
+"""Suites (evals/<name>.yaml) and the model registry (evals/models.yaml), validated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from evalflow.errors import ConfigError, UnknownNameError
+
+WANDB_BASE_URL = "https://api.inference.wandb.ai/v1"
+LOCAL_ENDPOINT = "local"
+
+
+def evals_dir() -> Path:
+    """Where suites and the model registry live: EVALFLOW_EVALS_DIR, else the shipped evals/."""
+    raw = os.environ.get("EVALFLOW_EVALS_DIR")
+    return Path(raw).resolve() if raw else Path(__file__).resolve().parent.parent / "evals"
+
+
+class Generation(BaseModel):
+    """Generation parameters passed to chat.completions.create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(0.0, ge=0, le=2)
+    max_tokens: int | None = Field(64, gt=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: list[str] | None = None
+
+    def merged(self, other: Generation | None) -> Generation:
+        """These parameters, overridden by the ones `other` sets explicitly."""
+        if other is None:
+            return self
+        return self.model_copy(update=other.model_dump(exclude_unset=True))
+
+
+class Limits(BaseModel):
+    """An endpoint's limits as evalflow enforces them in process (and across processes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: int | None = Field(None, gt=0, description="requests per minute")
+    tpm: int | None = Field(None, gt=0, description="tokens per minute")
+    max_concurrency: int = Field(32, gt=0, description="requests in flight at most")
+    timeout_s: float = Field(60.0, gt=0, description="time limit of one request")
+    max_attempts: int = Field(6, ge=1, description="attempts per row, first one included")
+    max_retry_s: float = Field(300.0, gt=0, description="time limit of a row's retries")
+
+
+class ModelSpec(BaseModel):
+    """A registered model: an id on an OpenAI-compatible endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    model: str = Field(description="the model id the endpoint knows")
+    endpoint: str = Field(
+        "wandb", description="'wandb' (W&B Inference), 'local' (the local LLM), or a base URL"
+    )
+    api_key_env: str | None = Field(
+        default=None, description="environment variable holding the key (wandb: WANDB_API_KEY)"
+    )
+    limits: Limits = Field(default_factory=Limits)
+    generation: Generation | None = None
+    description: str = ""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known_endpoint(cls, value: str) -> str:
+        if value in ("wandb", LOCAL_ENDPOINT) or value.startswith(("http://", "https://")):
+            return value
+        raise ValueError("endpoint must be 'wandb', 'local' or an http(s) base URL")
+
+    @property
+    def key_env(self) -> str | None:
+        if self.api_key_env:
+            return self.api_key_env
+        return "WANDB_API_KEY" if self.endpoint == "wandb" else None
+
+    @property
+    def endpoint_key(self) -> str:
+        """What identifies the endpoint for shared limits: base URL (or 'local')."""
+        return WANDB_BASE_URL if self.endpoint == "wandb" else self.endpoint
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Prompt(BaseModel):
+    """Messages with {field} placeholders filled from a row; few-shot examples as turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str | None = None
+    examples: list[tuple[str, str]] = Field(default_factory=list)
+    user: str = "{question}"
+
+
+class ScorerSpec(BaseModel):
+    """A built-in scorer by kind, or any weave op / weave.Scorer by dotted path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["exact_match", "normalized_contains", "numeric_match", "regex", "python"]
+    name: str | None = None
+    tolerance: float = 0.0
+    pattern: str | None = None
+    path: str | None = Field(None, description="module.attribute, for kind: python")
+
+    @property
+    def label(self) -> str:
+        return self.name or (self.path.rsplit(".", 1)[-1] if self.path else self.kind)
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        description="JSONL, CSV or Parquet file (relative to the suite), or weave:///"
+    )
+    id_field: str | None = Field(None, description="a unique row id; default: the row number")
+    input_fields: list[str] = Field(default_factory=lambda: ["question"])
+    target_field: str = "answer"
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    dataset: DatasetSpec
+    prompt: Prompt = Field(default_factory=Prompt)
+    scorers: list[ScorerSpec] = Field(default_factory=lambda: [ScorerSpec(kind="exact_match")])
+    generation: Generation = Field(default_factory=Generation)
+    models: list[str] = Field(default_factory=list, description="models evaluated by default")
+    source: Path | None = Field(None, exclude=True)
+
+    def dataset_path(self) -> str:
+        path = self.dataset.path
+        if path.startswith("weave:///") or Path(path).is_absolute() or self.source is None:
+            return path
+        return str((self.source.parent / path).resolve())
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in evals_dir().glob("*.yaml") if p.stem != "models")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (evals/<name>.yaml) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = evals_dir() / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UnknownNameError("suite", name_or_path, suite_names())
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of suite settings")
+    data.setdefault("name", path.stem)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    return suite.model_copy(update={"source": path})
+
+
+def load_registry(path: Path | None = None) -> dict[str, ModelSpec]:
+    """The model registry: name -> ModelSpec."""
+    path = path or evals_dir() / "models.yaml"
+    data = _read_yaml(path) if path.exists() else {"models": []}
+    entries = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected `models:` with a list of models")
+    registry: dict[str, ModelSpec] = {}
+    for i, entry in enumerate(entries):
+        try:
+            spec = ModelSpec.model_validate(entry)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}, models[{i}]: {_describe(exc)}") from None
+        if spec.name in registry:
+            raise ConfigError(f"{path}: the model name {spec.name!r} is registered twice")
+        registry[spec.name] = spec
+    return registry
+
+
+def resolve_models(
+    names: list[str], registry: dict[str, ModelSpec], base_url: str | None = None
+) -> list[ModelSpec]:
+    """Registry entries by name; with base_url, unknown names become ad-hoc models there."""
+    specs: list[ModelSpec] = []
+    for name in names:
+        if base_url is not None:
+            known = registry.get(name)
+            model_id = known.model if known else name
+            limits = known.limits if known else Limits()
+            specs.append(
+                ModelSpec(
+                    name=name,
+                    model=model_id,
+                    endpoint=base_url,
+                    limits=limits,
+                    generation=known.generation if known else None,
+                )
+            )
+        elif name in registry:
+            specs.append(registry[name])
+        else:
+            raise UnknownNameError("model", name, list(registry))
+    return specs

@@ -1,0 +1,165 @@
+"""Load a suite's rows and validate them all before any request is sent."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import numbers
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalflow.config import DatasetSpec
+from evalflow.errors import DatasetError
+
+MAX_FIELD_BYTES = 1_000_000  # a field larger than this is a mistake, not a question
+MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dataset row: a stable id, its position, the prompt's fields and the target."""
+
+    id: str
+    index: int
+    inputs: dict[str, Any]
+    target: Any
+    record: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _jsonl_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        where = f"line {lineno}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield where, f"not UTF-8 (byte {exc.start})"
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield where, f"not valid JSON ({exc.msg})"
+            continue
+        yield where, value if isinstance(value, dict) else "not a JSON object"
+
+
+def _csv_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        yield f"line {line}", f"not UTF-8 (byte {exc.start})"
+        return
+    csv.field_size_limit(64 * MAX_FIELD_BYTES)
+    reader = csv.DictReader(io.StringIO(text))
+    for record in reader:
+        where = f"line {reader.line_num}"
+        if None in record:
+            yield where, "more cells than the header has columns"
+            continue
+        yield where, {k: v for k, v in record.items() if v is not None}
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"dataset {path}: not a readable Parquet file ({exc})") from None
+    for i, record in enumerate(frame.to_dict("records"), start=1):
+        yield f"row {i}", {str(k): v for k, v in record.items()}
+
+
+def _weave_records(uri: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    import weave
+
+    try:
+        dataset = weave.ref(uri).get()
+    except Exception as exc:  # weave raises many kinds; all mean "cannot read it"
+        raise DatasetError(f"dataset {uri}: cannot read it from Weave ({exc})") from None
+    for i, record in enumerate(dataset.rows, start=1):
+        yield f"row {i}", dict(record)
+
+
+def _records(source: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    if source.startswith("weave:///"):
+        return _weave_records(source)
+    path = Path(source)
+    if not path.is_file():
+        raise DatasetError(f"dataset {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet_records(path)
+    data = path.read_bytes()
+    if suffix in (".jsonl", ".json"):
+        return _jsonl_records(data)
+    if suffix == ".csv":
+        return _csv_records(data)
+    raise DatasetError(f"dataset {path}: unknown format {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def _field_problem(name: str, value: Any, target: bool) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return f"field {name!r} is empty"
+    if target and (isinstance(value, bool) or not isinstance(value, str | numbers.Number)):
+        return f"field {name!r} should be text or a number, not {type(value).__name__}"
+    size = len(value.encode("utf-8", "replace")) if isinstance(value, str) else 0
+    if size > MAX_FIELD_BYTES:
+        return f"field {name!r} is {size / 1e6:.1f} MB (at most {MAX_FIELD_BYTES / 1e6:.0f} MB)"
+    return None
+
+
+def load_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> list[Row]:
+    """Every row of the dataset, validated; one DatasetError naming every bad row otherwise."""
+    rows: list[Row] = []
+    problems: list[str] = []
+    seen_ids: dict[str, str] = {}
+    for index, (where, record) in enumerate(_records(source)):
+        if limit is not None and len(rows) >= limit and not problems:
+            break
+        if isinstance(record, str):
+            problems.append(f"{where}: {record}")
+            continue
+        missing = [f for f in (*spec.input_fields, spec.target_field) if f not in record]
+        if spec.id_field and spec.id_field not in record:
+            missing.append(spec.id_field)
+        if missing:
+            problems.append(
+                f"{where}: missing field{'s' if len(missing) > 1 else ''} "
+                + ", ".join(repr(m) for m in missing)
+            )
+            continue
+        found = [
+            problem
+            for name in spec.input_fields
+            if (problem := _field_problem(name, record[name], target=False))
+        ]
+        if problem := _field_problem(spec.target_field, record[spec.target_field], target=True):
+            found.append(problem)
+        if found:
+            problems.append(f"{where}: " + "; ".join(found))
+            continue
+        row_id = str(record[spec.id_field]) if spec.id_field else str(index)
+        if row_id in seen_ids:
+            problems.append(f"{where}: id {row_id!r} repeats {seen_ids[row_id]}")
+            continue
+        seen_ids[row_id] = where
+        inputs = {name: record[name] for name in spec.input_fields}
+        rows.append(Row(row_id, len(rows), inputs, record[spec.target_field], record))
+    if problems:
+        listed = "\n  ".join(problems[:MAX_LISTED])
+        more = (
+            f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        )
+        raise DatasetError(
+            f"dataset {source}: {len(problems)} bad row{'s' if len(problems) > 1 else ''}, "
+            f"nothing was sent:\n  {listed}{more}"
+        )
+    if not rows:
+        raise DatasetError(f"dataset {source}: no rows (the file is empty)")
+    return rows

@@ -1,0 +1,34 @@
+"""Render a suite's prompt for one row: system message, few-shot turns, then the question."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+from evalflow.config import Prompt
+from evalflow.errors import ConfigError
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def check_prompt(prompt: Prompt, input_fields: list[str]) -> None:
+    """Every placeholder of the user template must be an input field of the dataset."""
+    unknown = placeholders(prompt.user) - set(input_fields)
+    if unknown:
+        raise ConfigError(
+            f"prompt.user uses {', '.join(sorted(unknown))}, which are not input fields "
+            f"(input fields: {', '.join(input_fields)})"
+        )
+
+
+def render_messages(prompt: Prompt, inputs: dict[str, Any]) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    for question, answer in prompt.examples:
+        messages.append({"role": "user", "content": question})
+        messages.append({"role": "assistant", "content": answer})
+    messages.append({"role": "user", "content": prompt.user.format_map(inputs)})
+    return messages

@@ -1,0 +1,98 @@
+"""Inference through the real openai client against the simulated endpoint: counts, faults,
+retries, limits and fail-fast errors, read at the endpoint's /_stats."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from evalflow.config import Generation, Limits, ModelSpec
+from evalflow.dataset import Row
+from evalflow.endpoints import SimEndpoint
+from evalflow.errors import FatalRequestError
+from evalflow.inference import Answer, Target, answer_chunk
+
+ROWS = [Row(str(i), i, {"question": f"question {i}?"}, f"answer {i}", {}) for i in range(300)]
+KEY = {f"question {i}?": f"answer {i}" for i in range(300)}
+
+
+def run(
+    sim: SimEndpoint, model: str = "oracle", rows: list[Row] = ROWS, **limits: float
+) -> list[Answer]:
+    spec = ModelSpec(
+        name=model,
+        model=model,
+        endpoint=sim.base_url,
+        limits=Limits(**{"max_concurrency": 32, "timeout_s": 2.0, **limits}),
+    )
+    messages = [[{"role": "user", "content": r.inputs["question"]}] for r in rows]
+    return asyncio.run(answer_chunk(rows, Target(spec, sim.base_url), messages, Generation(), "t"))
+
+
+def test_one_request_per_row_and_model(sim: SimEndpoint) -> None:
+    sim.configure(answer_key=KEY, models={"oracle": 1.0, "coin": 0.5})
+    oracle = run(sim, "oracle")
+    coin = run(sim, "coin")
+    assert sim.stats()["by_model"] == {"oracle": {"200": 300}, "coin": {"200": 300}}
+    assert [a.output for a in oracle] == [r.target for r in ROWS]
+    assert 0.35 < sum(a.output == r.target for a, r in zip(coin, ROWS, strict=True)) / 300 < 0.65
+
+
+def test_faults_are_retried_until_every_row_is_answered(sim: SimEndpoint) -> None:
+    sim.configure(
+        answer_key=KEY,
+        error_500=0.1,
+        error_503=0.05,
+        drop=0.02,
+        malformed=0.02,
+        hang=0.02,
+        hang_seconds=5.0,
+        seed=3,
+    )
+    answers = run(sim, max_retry_s=60)
+    assert all(a.error is None for a in answers)
+    assert [a.output for a in answers] == [r.target for r in ROWS]
+    stats = sim.stats()["by_status"]
+    assert stats["200"] == 300 and stats["500"] > 0 and stats["hang"] > 0
+    assert max(a.attempts for a in answers) > 1
+
+
+def test_a_row_failing_past_its_attempts_is_kept_with_its_error(sim: SimEndpoint) -> None:
+    sim.configure(answer_key=KEY, error_500=1.0)
+    answers = run(sim, rows=ROWS[:5], max_attempts=2)
+    assert [a.row_id for a in answers] == ["0", "1", "2", "3", "4"]
+    assert all(a.output is None and a.error_class == "InternalServerError" for a in answers)
+    assert all(a.attempts == 2 for a in answers)
+    assert sim.stats()["total"] == 10
+
+
+def test_rate_limit_is_honoured_without_failed_rows(sim: SimEndpoint) -> None:
+    sim.configure(answer_key=KEY, rpm=120)  # 2 per second
+    started = time.monotonic()
+    answers = run(sim, rows=ROWS[:8], rpm=120)
+    assert all(a.error is None for a in answers)
+    assert sim.stats()["by_status"] == {"200": 8}  # paced: no 429 at all
+    assert time.monotonic() - started >= 3.0
+
+
+def test_retry_after_is_honoured_when_the_client_has_no_limit(sim: SimEndpoint) -> None:
+    sim.configure(answer_key=KEY, rpm=60)
+    answers = run(sim, rows=ROWS[:3])
+    assert all(a.error is None for a in answers)
+
+
+@pytest.mark.parametrize(
+    ("profile", "model", "status"),
+    [({"api_key": "the-right-key"}, "oracle", "401"), ({}, "no-such-model", "404")],
+)
+def test_fatal_errors_fail_fast_without_retries(
+    sim: SimEndpoint, profile: dict[str, str], model: str, status: str
+) -> None:
+    sim.configure(answer_key=KEY, **profile)
+    started = time.monotonic()
+    with pytest.raises(FatalRequestError, match=status):
+        run(sim, model=model)
+    assert time.monotonic() - started < 5
+    assert sim.stats()["by_status"].get(status, 0) <= 32  # at most the first wave, no retries
