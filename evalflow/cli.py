@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -141,6 +142,215 @@ def ask(
             raise EvalflowError(f"the endpoint {url} refused the question: {exc}") from None
         answer = (response.choices[0].message.content or "").strip()
         typer.echo(f"Q: {question}\nA: {answer}   ({time.monotonic() - started:.2f} s, {url})")
+
+
+def _progress_line(snapshot: dict[str, float]) -> str:
+    total = int(snapshot["total"]) or 1
+    done = int(snapshot["done"])
+    width = 30
+    filled = int(width * done / total)
+    return (
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows  "
+        f"errors {int(snapshot['errors'])}  retries {int(snapshot['retries'])}  "
+        f"{snapshot['rows_per_s']:.1f} rows/s "
+    )
+
+
+@app.command("run")
+def run(
+    suite: Annotated[str, typer.Argument(help="suite name (evals/<name>.yaml) or a YAML path")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="model name, repeatable (default: the suite's)"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="first N rows only", min=1)] = None,
+    dataset: Annotated[str | None, typer.Option(help="dataset file to use instead")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="run on this endpoint; --model may then be any model id")
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(help="rows per task", min=1)] = 200,
+    concurrency: Annotated[int | None, typer.Option(help="requests in flight", min=1)] = None,
+    max_error_fraction: Annotated[float, typer.Option(help="error budget (fraction)")] = 0.1,
+    weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+) -> None:
+    """Evaluate models on a suite, publish the leaderboard, print it."""
+    import threading
+
+    from evalflow import progress
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.evaluate import evaluate
+
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = evaluate(
+                suite=suite,
+                models=model,
+                limit=limit,
+                chunk_size=chunk_size,
+                concurrency=concurrency,
+                base_url=base_url,
+                dataset=dataset,
+                max_error_fraction=max_error_fraction,
+                weave_project=weave_project,
+            )
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+
+    started = time.monotonic()
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    interactive = sys.stderr.isatty()
+    while worker.is_alive():
+        worker.join(timeout=0.5 if interactive else 5.0)
+        snapshot = progress.current().snapshot()
+        if snapshot["total"]:
+            line = _progress_line(snapshot)
+            sys.stderr.write(line if interactive else line.strip() + "\n")
+            sys.stderr.flush()
+    sys.stderr.write("\n")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    result = outcome["result"]
+    assert isinstance(result, dict)
+    typer.echo(f"run {result['run_id']} finished in {time.monotonic() - started:.1f} s")
+    typer.echo(f"results: {result['folder']}")
+    _print_leaderboard(suite, weave_project, as_json=False)
+
+
+def _print_leaderboard(suite: str, weave_project: str | None, as_json: bool) -> None:
+    import json
+
+    from evalflow.config import load_suite
+    from evalflow.evaluation import read_leaderboard
+    from evalflow.tables import text
+    from evalflow.weave_init import init_weave
+
+    init_weave(weave_project)
+    name = load_suite(suite).name if suite.endswith((".yaml", ".yml")) else suite
+    table = read_leaderboard(name)
+    if as_json:
+        typer.echo(json.dumps(table, indent=2, default=str))
+    else:
+        typer.echo(f"leaderboard {name}\n{text(table)}")
+
+
+@app.command("leaderboard")
+def leaderboard(
+    suite: Annotated[str, typer.Argument(help="suite name")],
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+) -> None:
+    """Print a suite's leaderboard as Weave holds it."""
+    _print_leaderboard(suite, weave_project, as_json=json_)
+
+
+models_app = typer.Typer(help="The model registry (evals/models.yaml).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the registered models."""
+    from evalflow.config import load_registry
+    from evalflow.tables import text
+
+    rows = [
+        {"name": s.name, "model": s.model, "endpoint": s.endpoint, "rpm": s.limits.rpm}
+        for s in load_registry().values()
+    ]
+    typer.echo(text(rows, ["name", "model", "endpoint", "rpm"]))
+
+
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="the name evalflow knows it by")],
+    model: Annotated[str, typer.Option(help="the model id the endpoint knows")],
+    endpoint: Annotated[str, typer.Option(help="wandb, local, or a base URL")] = "wandb",
+    api_key_env: Annotated[str | None, typer.Option(help="variable holding the key")] = None,
+    rpm: Annotated[int | None, typer.Option(help="requests per minute")] = None,
+    max_concurrency: Annotated[int, typer.Option(help="requests in flight")] = 32,
+) -> None:
+    """Register a model and, when a Prefect server is reachable, announce it (a backfill starts)."""
+    from evalflow.registry import add_model
+
+    spec = add_model(
+        {
+            "name": name,
+            "model": model,
+            "endpoint": endpoint,
+            "api_key_env": api_key_env,
+            "limits": {"rpm": rpm, "max_concurrency": max_concurrency},
+        }
+    )
+    typer.echo(f"registered {spec.name} ({spec.model} on {spec.endpoint})")
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        from prefect.events import emit_event
+
+        emit_event(
+            event="evalflow.model.registered",
+            resource={"prefect.resource.id": f"evalflow.model.{spec.name}"},
+            payload={"model": spec.name},
+        )
+        typer.echo("announced evalflow.model.registered: the backfill-model deployment will run")
+
+
+@app.command("backfill")
+def backfill(
+    model: Annotated[str, typer.Argument(help="a registered model name")],
+    limit: Annotated[int | None, typer.Option(help="first N rows of each suite", min=1)] = None,
+    weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+) -> None:
+    """Evaluate a model on every suite it has no finished evaluation for."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.backfill import backfill_model
+
+    done = backfill_model(model=model, limit=limit, weave_project=weave_project)
+    typer.echo(f"{model}: evaluated on {len(done)} suite(s): {', '.join(done) or 'none missing'}")
+
+
+@app.command("up")
+def stack_up(
+    port: Annotated[int, typer.Option(help="Prefect server port")] = 4200,
+    llm_port: Annotated[int, typer.Option(help="local LLM port")] = 8000,
+    background: Annotated[bool, typer.Option(help="return once up")] = False,
+) -> None:
+    """Start the local stack: Prefect server, work pool, deployments, worker, local LLM."""
+    from evalflow.stack import ui_url, up
+
+    stack = up(port=port, llm_port=llm_port)
+    typer.echo(
+        f"evalflow is up: Prefect UI at {ui_url(stack)} (deployments: nightly-evals, "
+        f"evaluate, backfill-model)"
+    )
+    if background:
+        typer.echo("running in the background; stop it with: evalflow down")
+        for proc in stack.processes:  # leave them running
+            proc.proc.stdout = None
+        os._exit(0)
+    typer.echo("Ctrl-C stops everything")
+    try:
+        while all(p.proc.poll() is None for p in stack.processes):
+            time.sleep(1)
+        dead = [p.name for p in stack.processes if p.proc.poll() is not None]
+        raise EvalflowError(f"{', '.join(dead)} stopped; see the logs in EVALFLOW_HOME/logs")
+    except KeyboardInterrupt:
+        typer.echo("stopping...")
+    finally:
+        stack.stop()
+
+
+@app.command("down")
+def stack_down() -> None:
+    """Stop a stack started with `evalflow up --background`."""
+    from evalflow.stack import down
+
+    stopped = down()
+    typer.echo(f"stopped {stopped} process(es)" if stopped else "no stack is running")
 
 
 def main() -> None:

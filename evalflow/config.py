@@ -231,3 +231,19 @@ def resolve_models(
         else:
             raise UnknownNameError("model", name, list(registry))
     return specs
+
+
+def usable_models(
+    registry: dict[str, ModelSpec], names: list[str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The named (default: all) registered models whose key is available here, and why the
+    others are not."""
+    chosen: list[str] = []
+    skipped: dict[str, str] = {}
+    for spec in resolve_models(names or list(registry), registry):
+        env = spec.key_env
+        if env and not os.environ.get(env):
+            skipped[spec.name] = f"its key is not set ({env})"
+        else:
+            chosen.append(spec.name)
+    return chosen, skipped

@@ -20,12 +20,18 @@ import httpx2
 import openai
 import weave
 
-from evalflow import progress
+from evalflow import budget, progress
 from evalflow.config import WANDB_BASE_URL, Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError, FatalRequestError
 from evalflow.limiter import estimate_tokens, limiter_for
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
+
+LOCAL_LLM_ENV = "EVALFLOW_LOCAL_LLM_URL"  # a local LLM already running (evalflow up)
+
+
+class BudgetStop(Exception):
+    """A row not sent because the run's budget is spent."""
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Target:
         if spec.endpoint == "wandb":
             return Target(spec, WANDB_BASE_URL)
         if spec.endpoint == "local":
+            local_url = local_url or os.environ.get(LOCAL_LLM_ENV)
             if local_url is None:
                 raise ConfigError(f"model {spec.name!r} needs the local LLM, which is not running")
             return Target(spec, local_url)
@@ -123,6 +130,8 @@ async def _answer_row(
     try:
         async for attempt in retrying(spec.limits):
             with attempt:
+                if reason := budget.current().exceeded():
+                    raise BudgetStop(f"not sent: past {reason}")
                 attempts += 1
                 if attempts > 1:
                     progress.current().add(retries=1)
@@ -143,6 +152,7 @@ async def _answer_row(
                     usage = response.usage
                     tokens = usage.total_tokens if usage else estimate
                     slot.settle(tokens)
+                    budget.current().spend(tokens)
                     limiter.concurrency.on_success()
                     return Answer(
                         model=spec.name,
@@ -158,7 +168,12 @@ async def _answer_row(
         if is_fatal(exc):
             raise _fatal(target, exc) from None
         failure: BaseException = exc
-    except (openai.APIConnectionError, MalformedResponseError, json.JSONDecodeError) as exc:
+    except (
+        openai.APIConnectionError,
+        MalformedResponseError,
+        json.JSONDecodeError,
+        BudgetStop,
+    ) as exc:
         failure = exc
     return Answer(
         model=spec.name,
@@ -213,6 +228,8 @@ async def answer_chunk(
                 fresh[row.id] = answer
                 if journal is not None and answer.error is None:
                     journal.append([answer])
+                if answer.error is not None and answer.error_class != "BudgetStop":
+                    budget.current().fail()
                 progress.current().add(done=1, errors=answer.error is not None)
 
             try:

@@ -41,3 +41,13 @@ def sim(sim_server: SimEndpoint) -> SimEndpoint:
 def llm_url() -> Iterator[str]:
     with local_llm() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real Prefect server for the session (SQLite, temporary); yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield str(PREFECT_API_URL.value())

@@ -1,0 +1,50 @@
+"""A run's budgets: tokens spent and rows failed. Past either, no new request is started."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RunBudget:
+    total_rows: int = 0
+    max_tokens: int | None = None
+    max_error_fraction: float = 1.0
+    tokens: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def spend(self, tokens: int) -> None:
+        with self._lock:
+            self.tokens += tokens
+
+    def fail(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def exceeded(self) -> str | None:
+        """Which budget is spent and by how much, or None while both hold."""
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            over = self.tokens - self.max_tokens
+            return f"the token budget of {self.max_tokens:,} ({self.tokens:,} spent, {over:,} over)"
+        allowed = self.max_error_fraction * self.total_rows
+        if self.total_rows and self.errors > allowed:
+            return (
+                f"the error budget of {self.max_error_fraction:.0%} of {self.total_rows:,} rows "
+                f"({self.errors:,} failed, {self.errors - int(allowed):,} over)"
+            )
+        return None
+
+
+_current = RunBudget()
+
+
+def start(total_rows: int, max_tokens: int | None, max_error_fraction: float) -> RunBudget:
+    global _current
+    _current = RunBudget(total_rows, max_tokens, max_error_fraction)
+    return _current
+
+
+def current() -> RunBudget:
+    return _current

@@ -1,0 +1,141 @@
+"""`evalflow up`: the whole local stack in one command, and `evalflow down`.
+
+A Prefect server (state under EVALFLOW_HOME/prefect), the `evalflow` process work pool, the
+deployments of prefect.yaml, a worker, and the local LLM (whose URL the worker's flows use).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from evalflow.endpoints.llm import start_llm_process
+from evalflow.endpoints.process import ServerProcess, answers, port_in_use
+from evalflow.errors import EndpointError
+from evalflow.home import home_dir, offline_environment
+from evalflow.inference import LOCAL_LLM_ENV
+
+POOL = "evalflow"
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def stack_file() -> Path:
+    return home_dir() / "stack.json"
+
+
+@dataclass
+class Stack:
+    api_url: str
+    processes: list[ServerProcess] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **offline_environment(),
+            "PREFECT_HOME": str(home_dir("prefect")),
+            "PREFECT_API_URL": self.api_url,
+            "EVALFLOW_REPO": str(repo_root()),
+        }
+
+    def prefect(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=repo_root(),
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise EndpointError(f"prefect {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        stack_file().unlink(missing_ok=True)
+
+
+def up(port: int = 4200, llm_port: int = 8000) -> Stack:
+    """Start everything; return the running stack (stop it with Stack.stop or `evalflow down`)."""
+    if port_in_use("127.0.0.1", port):
+        raise EndpointError(f"port {port} is in use: is a stack already up? Try: evalflow down")
+    stack = Stack(api_url=f"http://127.0.0.1:{port}/api")
+    env = {k: v for k, v in stack.env().items() if k.startswith(("PREFECT_", "DO_NOT", "WANDB_"))}
+    env["PREFECT_SERVER_API_PORT"] = str(port)
+    log = home_dir("logs")
+    try:
+        server = ServerProcess(
+            "Prefect server",
+            ["-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            log_path=log / "prefect-server.log",
+        )
+        stack.processes.append(server)
+        server.wait_ready(lambda: answers(f"{stack.api_url}/health"), timeout=120)
+        if stack.prefect("work-pool", "inspect", POOL, check=False).returncode != 0:
+            stack.prefect("work-pool", "create", POOL, "--type", "process")
+        stack.prefect("--no-prompt", "deploy", "--all")
+        llm, llm_url = start_llm_process(port=llm_port)
+        stack.processes.append(llm)
+        worker = ServerProcess(
+            "Prefect worker",
+            ["-m", "prefect", "worker", "start", "--pool", POOL],
+            env={**env, "EVALFLOW_REPO": str(repo_root()), LOCAL_LLM_ENV: llm_url},
+            log_path=log / "prefect-worker.log",
+        )
+        stack.processes.append(worker)
+    except BaseException:
+        stack.stop()
+        raise
+    stack_file().write_text(
+        json.dumps({"api_url": stack.api_url, "pids": [p.proc.pid for p in stack.processes]})
+    )
+    return stack
+
+
+def down() -> int:
+    """Stop a stack started in the background; return how many processes were stopped."""
+    path = stack_file()
+    if not path.exists():
+        return 0
+    pids = json.loads(path.read_text())["pids"]
+    stopped = 0
+    for pid in reversed(pids):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            stopped += 1
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 15
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+def ui_url(stack: Stack) -> str:
+    return stack.api_url.removesuffix("/api")
+
+
+def healthy(stack: Stack) -> bool:
+    try:
+        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

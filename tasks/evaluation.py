@@ -1,0 +1,17 @@
+"""Task: a Weave evaluation of one model over its collected answers (no new requests)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from evalflow.config import ModelSpec, Suite
+from evalflow.dataset import Row
+from evalflow.evaluation import ModelEvaluation, evaluate_stored
+
+
+@task(name="weave-evaluation", cache_policy=NONE, task_run_name="evaluate-{spec.name}")
+def weave_evaluation(
+    suite: Suite, rows: list[Row], spec: ModelSpec, outputs: dict[str, str | None]
+) -> tuple[ModelEvaluation, str]:
+    return evaluate_stored(suite, rows, spec, outputs)

@@ -1,0 +1,45 @@
+"""Rate limits shared across processes and machines: Prefect global concurrency limits.
+
+Made from the registry (one per endpoint and model with an rpm), with a slot decay of rpm/60
+per second, and taken once per chunk (`occupy=len(chunk)`, strict), never per request: each
+acquire is a round trip to the Prefect server. The in-process limiter paces the requests
+inside the chunk. Used only when a Prefect server is configured (PREFECT_API_URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import rate_limit
+from prefect.settings import PREFECT_API_URL
+
+from evalflow.config import ModelSpec
+
+
+def limit_name(spec: ModelSpec) -> str:
+    digest = hashlib.sha256(f"{spec.endpoint_key}|{spec.model}".encode()).hexdigest()[:12]
+    return f"evalflow-rpm-{digest}"
+
+
+def ensure_shared_limits(specs: list[ModelSpec], chunk_size: int) -> dict[str, str]:
+    """Create or update the limits; return model name -> limit name (empty without a server)."""
+    if not PREFECT_API_URL.value():
+        return {}
+    names: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        for spec in specs:
+            if spec.limits.rpm is None:
+                continue
+            name = limit_name(spec)
+            client.upsert_global_concurrency_limit_by_name(
+                name, limit=max(chunk_size, 1), slot_decay_per_second=spec.limits.rpm / 60.0
+            )
+            names[spec.name] = name
+    return names
+
+
+def take_shared_slots(name: str | None, count: int) -> None:
+    """Block until `count` requests fit the shared limit (no-op without one)."""
+    if name is not None:
+        rate_limit(name, occupy=count, strict=True)
