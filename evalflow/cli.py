@@ -226,7 +226,7 @@ def _print_leaderboard(suite: str, weave_project: str | None, as_json: bool) -> 
     from evalflow.config import load_suite
     from evalflow.evaluation import read_leaderboard
     from evalflow.tables import text
-    from evalflow.weave_init import init_weave
+    from evalflow.weave_setup import init_weave
 
     init_weave(weave_project)
     name = load_suite(suite).name if suite.endswith((".yaml", ".yml")) else suite

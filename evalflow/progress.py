@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -24,7 +24,10 @@ class Progress:
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:
-            data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+            data: dict[str, float] = {
+                name: getattr(self, name)
+                for name in ("total", "done", "errors", "retries", "reused")
+            }
         elapsed = max(time.monotonic() - self.started, 1e-9)
         data["rows_per_s"] = (self.done - self.reused) / elapsed
         data["elapsed_s"] = elapsed

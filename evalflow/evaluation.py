@@ -1,0 +1,154 @@
+"""The Weave side of a run: an Evaluation per model over stored answers, and the leaderboard.
+
+`StoredAnswers` is a weave.Model whose identity is the model's spec (model id, endpoint,
+generation parameters, prompt), so the same model on another night is the same ref and the
+leaderboard compares across time. Its `predict` returns the answer already collected for the
+row: no request reaches any endpoint. The lookup lives outside the model's attributes (they
+make its digest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import weave
+from weave.flow.leaderboard import Leaderboard, LeaderboardColumn, get_leaderboard_results
+
+from evalflow.config import Generation, ModelSpec, Suite
+from evalflow.dataset import Row
+from evalflow.errors import UnknownNameError, WeaveStoreError
+from evalflow.scorers import make_scorer
+
+_ANSWERS: dict[str, dict[str, str | None]] = {}
+METRIC = "correct"
+
+
+class StoredAnswers(weave.Model):
+    """A model as the leaderboard knows it; predict() returns its collected answer."""
+
+    model_id: str
+    endpoint: str
+    generation: dict[str, Any]
+    prompt: dict[str, Any]
+
+    @weave.op
+    def predict(self, row_id: str) -> str | None:
+        return _ANSWERS[self.name or ""][row_id]
+
+
+def model_identity(spec: ModelSpec, suite: Suite) -> StoredAnswers:
+    generation: Generation = suite.generation.merged(spec.generation)
+    return StoredAnswers(
+        name=spec.name,
+        model_id=spec.model,
+        endpoint=spec.endpoint,
+        generation=generation.model_dump(exclude_none=True),
+        prompt=suite.prompt.model_dump(),
+    )
+
+
+def build_evaluation(suite: Suite, rows: list[Row]) -> weave.Evaluation:
+    dataset_rows = [{"row_id": row.id, **row.inputs, "target": row.target} for row in rows]
+    return weave.Evaluation(
+        name=suite.name,
+        dataset=weave.Dataset(name=suite.name, rows=dataset_rows),
+        scorers=[make_scorer(spec) for spec in suite.scorers],
+    )
+
+
+@dataclass
+class ModelEvaluation:
+    model: str
+    model_ref: str
+    summary: dict[str, Any]
+
+
+def evaluate_stored(
+    suite: Suite, rows: list[Row], spec: ModelSpec, outputs: dict[str, str | None]
+) -> tuple[ModelEvaluation, str]:
+    """Run the suite's weave.Evaluation on a model's collected answers; return its summary
+    and the evaluation's ref."""
+    evaluation = build_evaluation(suite, rows)
+    model = model_identity(spec, suite)
+    _ANSWERS[spec.name] = outputs
+    try:
+        summary = asyncio.run(evaluation.evaluate(model))
+    finally:
+        _ANSWERS.pop(spec.name, None)
+    eval_ref = weave.publish(evaluation, name=suite.name).uri()
+    model_ref = weave.publish(model, name=spec.name).uri()
+    return ModelEvaluation(spec.name, model_ref, dict(summary)), eval_ref
+
+
+def leaderboard_name(suite: str) -> str:
+    return f"{suite}-leaderboard"
+
+
+def publish_leaderboard(suite: Suite, eval_ref: str) -> str:
+    """One leaderboard per suite, a column per scorer (mean of the scored rows)."""
+    columns = [
+        LeaderboardColumn(
+            evaluation_object_ref=eval_ref,
+            scorer_name=spec.label,
+            summary_metric_path=f"{METRIC}.mean",
+        )
+        for spec in suite.scorers
+    ]
+    board = Leaderboard(
+        name=leaderboard_name(suite.name),
+        description=f"evalflow suite {suite.name}",
+        columns=columns,
+    )
+    uri = weave.publish(board, name=leaderboard_name(suite.name)).uri()
+    _flush()
+    return uri
+
+
+def _flush() -> None:
+    """Wait until the weave client has sent everything (other processes read the store)."""
+    from weave.trace.context.weave_client_context import require_weave_client
+
+    require_weave_client().flush()
+
+
+def _ref_name(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def read_leaderboard(suite: str) -> list[dict[str, Any]]:
+    """The leaderboard as Weave holds it: per model, the latest value of each column and the
+    number of evaluations behind it."""
+    from weave.trace.context.weave_client_context import require_weave_client
+
+    client = require_weave_client()
+    try:
+        board = weave.ref(f"{leaderboard_name(suite)}:latest").get()
+    except Exception:  # weave raises NotFoundError or ValueError depending on the path
+        raise UnknownNameError("leaderboard", suite, []) from None
+    if not hasattr(board, "columns"):
+        raise WeaveStoreError(f"{leaderboard_name(suite)} is not a leaderboard")
+    spec = Leaderboard.model_validate(
+        {"name": leaderboard_name(suite), "columns": [dict(c) for c in board.columns]}
+    )
+    table: list[dict[str, Any]] = []
+    for result in get_leaderboard_results(spec, client):
+        entry: dict[str, Any] = {"model": _ref_name(result.model_ref)}
+        runs = 0
+        for column, scores in zip(spec.columns, result.column_scores, strict=True):
+            values = [s.value for s in scores.scores if isinstance(s.value, int | float)]
+            entry[column.scorer_name] = values[-1] if values else math.nan
+            runs = max(runs, len(scores.scores))
+        entry["evaluations"] = runs
+        table.append(entry)
+    return sorted(table, key=lambda e: e["model"])
+
+
+def models_on_leaderboard(suite: str) -> set[str]:
+    """Models with a finished evaluation on the suite's leaderboard (none if it has none)."""
+    try:
+        return {row["model"] for row in read_leaderboard(suite)}
+    except UnknownNameError:
+        return set()

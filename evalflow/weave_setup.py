@@ -1,0 +1,78 @@
+"""`init_weave`: evalflow's weave.init. Local store for `local/<name>`, W&B otherwise."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+
+from evalflow.errors import WeaveStoreError
+from evalflow.home import apply_offline_environment, home_dir
+
+DEFAULT_PROJECT = "local/evalflow"
+PROJECT_ENV = "EVALFLOW_WEAVE_PROJECT"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_lock = threading.Lock()
+_current: tuple[str, Any] | None = None
+
+
+def project_name(project: str | None = None) -> str:
+    name = project or os.environ.get(PROJECT_ENV) or DEFAULT_PROJECT
+    parts = name.split("/")
+    if len(parts) != 2 or not all(_NAME.match(p) for p in parts):
+        raise WeaveStoreError(
+            f"weave project {name!r} should be 'local/<name>' (the local store) or "
+            f"'<entity>/<project>' (W&B); letters, digits, '.', '_' and '-' only"
+        )
+    return name
+
+
+def init_weave(project: str | None = None) -> Any:
+    """The weave client for the project, set as weave's global client."""
+    global _current
+    name = project_name(project)
+    with _lock:
+        if _current is not None and _current[0] == name:
+            return _current[1]
+        apply_offline_environment()
+        if _current is not None:  # switching projects: finish with the old client first
+            from weave.trace.context.weave_client_context import set_weave_client_global
+
+            _current[1].flush()
+            set_weave_client_global(None)
+        entity, proj = name.split("/")
+        if entity == "local":
+            client = _local_client(proj)
+        else:
+            if not os.environ.get("WANDB_API_KEY"):
+                raise WeaveStoreError(
+                    f"weave project {name!r} is on W&B and needs a key: set WANDB_API_KEY, "
+                    f"or use a local project such as 'local/{proj}'"
+                )
+            import weave
+
+            client = weave.init(name)
+        _current = (name, client)
+        return client
+
+
+def _local_client(project: str) -> Any:
+    from weave.integrations.patch import implicit_patch, register_import_hook
+    from weave.trace.context.weave_client_context import set_weave_client_global
+    from weave.trace.weave_client import WeaveClient
+
+    from evalflow.weave_local.server import LocalTraceServer
+
+    server = LocalTraceServer(home_dir("weave") / f"{project}.sqlite")
+    # The store implements the part of the interface the client uses (not the W&B-only parts).
+    client = WeaveClient(
+        "local",
+        project,
+        server,  # type: ignore[arg-type]
+        ensure_project_exists=False,
+    )
+    set_weave_client_global(client)
+    implicit_patch()
+    register_import_hook()
+    return client

@@ -1,0 +1,143 @@
+"""The evaluation flow: rows -> concurrent traced inference -> pandas -> Weave evaluation ->
+leaderboard."""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from typing import Annotated, Any
+
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from evalflow import budget, progress
+from evalflow.config import ModelSpec, load_registry, load_suite, resolve_models
+from evalflow.endpoints import local_llm
+from evalflow.errors import BudgetExceededError
+from evalflow.inference import LOCAL_LLM_ENV, Answer, Target
+from evalflow.results import make_run_id, run_dir
+from evalflow.weave_setup import init_weave
+from tasks.collect import collect_results
+from tasks.dataset import load_suite_rows
+from tasks.evaluation import weave_evaluation
+from tasks.inference import infer_chunk
+from tasks.leaderboard import publish
+from tasks.limits import ensure_shared_limits
+
+
+def _with_concurrency(specs: list[ModelSpec], concurrency: int | None) -> list[ModelSpec]:
+    if concurrency is None:
+        return specs
+    return [
+        s.model_copy(
+            update={"limits": s.limits.model_copy(update={"max_concurrency": concurrency})}
+        )
+        for s in specs
+    ]
+
+
+@flow(name="evaluate", task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
+def evaluate(
+    suite: Annotated[str, Field(description="suite name (evals/<name>.yaml)")] = "qa-basics",
+    models: Annotated[
+        list[str] | None, Field(description="registered model names; default: the suite's")
+    ] = None,
+    limit: Annotated[int | None, Field(ge=1, description="first N rows only")] = None,
+    chunk_size: Annotated[int, Field(ge=1, le=10_000, description="rows per task")] = 200,
+    concurrency: Annotated[
+        int | None, Field(ge=1, le=1024, description="requests in flight")
+    ] = None,
+    base_url: Annotated[str | None, Field(description="run the models on this endpoint")] = None,
+    dataset: Annotated[
+        str | None, Field(description="a dataset file instead of the suite's")
+    ] = None,
+    max_error_fraction: Annotated[
+        float, Field(ge=0, le=1, description="fail the run past this fraction of failed rows")
+    ] = 0.1,
+    max_tokens: Annotated[
+        int | None, Field(ge=1, description="token budget of the run (prompt + completion)")
+    ] = None,
+    weave_project: Annotated[str | None, Field(description="default: local/evalflow")] = None,
+) -> dict[str, Any]:
+    init_weave(weave_project)
+    spec = load_suite(suite)
+    specs = _with_concurrency(
+        resolve_models(models or spec.models, load_registry(), base_url), concurrency
+    )
+    rows = load_suite_rows(spec, dataset, limit)
+    run_id = make_run_id(
+        spec.name,
+        {
+            "suite": spec.model_dump(),
+            "rows": [r.id for r in rows],
+            "dataset": dataset,
+            "models": [s.model_dump() for s in specs],
+            "limit": limit,
+        },
+    )
+    chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
+    progress.reset(len(rows) * len(specs))
+    budget.start(len(rows) * len(specs), max_tokens, max_error_fraction)
+    bar: Any = create_progress_artifact(0.0, description=f"{spec.name}: rows answered")
+
+    with ExitStack() as stack:
+        local_url = (
+            stack.enter_context(local_llm())
+            if any(s.endpoint == "local" for s in specs) and not os.environ.get(LOCAL_LLM_ENV)
+            else None
+        )
+        targets = [Target.of(s, local_url) for s in specs]
+        shared = ensure_shared_limits(specs, chunk_size)
+        futures = [
+            infer_chunk.submit(
+                chunk,
+                target,
+                spec,
+                n,
+                run_dir(run_id) / "answers" / target.spec.name / f"{n}.jsonl",
+                shared.get(target.spec.name),
+            )
+            for target in targets
+            for n, chunk in enumerate(chunks)
+        ]
+        answers: list[Answer] = []
+        for future in as_completed(futures):
+            answers.extend(future.result())
+            done = progress.current().snapshot()
+            update_progress_artifact(bar, 100.0 * done["done"] / max(done["total"], 1))
+
+    meta = {
+        "run_id": run_id,
+        "complete": budget.current().exceeded() is None,
+        "suite": spec.name,
+        "models": [s.name for s in specs],
+        "rows": len(rows),
+    }
+    frame, summary = collect_results(spec, rows, answers, run_id, meta)
+
+    if reason := budget.current().exceeded():
+        raise BudgetExceededError(
+            f"the run stopped starting requests past {reason}. What was answered is saved in "
+            f"{run_dir(run_id)}, flagged incomplete; no leaderboard was published. Run the same "
+            f"command again (with a larger budget) to finish only the missing rows."
+        )
+    eval_ref = ""
+    for model_spec in specs:
+        outputs = dict(
+            zip(
+                frame.loc[frame["model"] == model_spec.name, "row_id"],
+                frame.loc[frame["model"] == model_spec.name, "output"],
+                strict=True,
+            )
+        )
+        _, eval_ref = weave_evaluation(spec, rows, model_spec, outputs)
+    leaderboard_ref = publish(spec, eval_ref, summary, run_id)
+    return {
+        "run_id": run_id,
+        "folder": str(run_dir(run_id)),
+        "leaderboard": leaderboard_ref,
+        "summary": summary.to_dict("records"),
+    }

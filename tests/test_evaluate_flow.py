@@ -1,0 +1,119 @@
+"""The evaluation flow on a real Prefect server, the real weave client on the local store, and
+the simulated endpoint (counted at /_stats)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evalflow.endpoints import SimEndpoint
+from evalflow.errors import ConfigError, DatasetError, FatalRequestError, UnknownNameError
+from evalflow.evaluation import read_leaderboard
+from evalflow.weave_setup import init_weave
+from flows.evaluate import evaluate
+from tests.suites import answer_key, expected_accuracy, questions, write_suite
+
+ROWS = questions(150)
+
+
+@pytest.fixture
+def evals(tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch) -> Path:
+    sim.configure(answer_key=answer_key(ROWS), models={"oracle": 1.0, "coin": 0.5})
+    folder = write_suite(
+        tmp_path / "evals", "arith", ROWS, sim.base_url, {"oracle": {}, "coin": {}}
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    return folder
+
+
+def test_n_rows_m_models_send_n_times_m_requests_and_rank_as_expected(
+    prefect_server: str, evals: Path, sim: SimEndpoint
+) -> None:
+    result = evaluate(suite="arith", chunk_size=40, weave_project="local/flow-counts")
+    assert sim.stats()["by_model"] == {"oracle": {"200": 150}, "coin": {"200": 150}}
+    frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
+    assert len(frame) == 300 and frame["error_class"].isna().all()
+    coin = expected_accuracy("coin", 0.5, ROWS)
+    board = {row["model"]: row for row in read_leaderboard("arith")}
+    assert board["oracle"]["exact_match"] == 1.0
+    assert board["coin"]["exact_match"] == pytest.approx(coin)
+    summary = json.loads((Path(result["folder"]) / "summary.json").read_text())
+    by_model = {s["model"]: s for s in summary["summary"]}
+    assert by_model["coin"]["exact_match"] == pytest.approx(coin)
+    assert 0 < by_model["coin"]["exact_match stderr"] < 0.1
+
+
+def test_the_leaderboard_command_prints_the_same_table_in_a_new_process(
+    prefect_server: str, evals: Path, evalflow_home: Path
+) -> None:
+    evaluate(suite="arith", weave_project="local/flow-cli")
+    expected = read_leaderboard("arith")
+    env = {**os.environ, "EVALFLOW_EVALS_DIR": str(evals)}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalflow.cli",
+            "leaderboard",
+            "arith",
+            "--json",
+            "--weave-project",
+            "local/flow-cli",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == expected
+
+
+def test_bad_rows_fail_before_any_request(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [json.dumps(r) for r in ROWS[:3]] + ["{broken", json.dumps({"id": "x"})]
+    folder = write_suite(tmp_path / "e", "bad", rows, sim.base_url, {"oracle": {}})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    with pytest.raises(DatasetError, match=r"line 4: not valid JSON[\s\S]*line 5: missing"):
+        evaluate(suite="bad", weave_project="local/flow-bad")
+    assert sim.stats()["total"] == 0
+
+
+def test_unknown_model_and_suite_name_the_known_ones(prefect_server: str, evals: Path) -> None:
+    with pytest.raises(UnknownNameError, match="known models: coin, oracle"):
+        evaluate(suite="arith", models=["gpt-99"], weave_project="local/flow-unknown")
+    with pytest.raises(UnknownNameError, match="known suites: arith"):
+        evaluate(suite="nope", weave_project="local/flow-unknown")
+
+
+@pytest.mark.parametrize(
+    ("profile", "status"), [({"api_key": "k"}, "401"), ({"models": {}}, "404")]
+)
+def test_fatal_endpoint_errors_fail_fast_and_publish_nothing(
+    prefect_server: str, evals: Path, sim: SimEndpoint, profile: dict[str, object], status: str
+) -> None:
+    sim.configure(answer_key=answer_key(ROWS), **profile)
+    project = f"local/flow-fatal-{status}"
+    with pytest.raises(FatalRequestError, match=status):
+        evaluate(suite="arith", models=["oracle"], weave_project=project)
+    init_weave(project)
+    with pytest.raises(UnknownNameError):
+        read_leaderboard("arith")
+
+
+def test_broken_suite_config_is_one_clear_error(
+    prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken.yaml").write_text(
+        "dataset: {path: x.jsonl}\nscorers: [{kind: telepathy}]\n"
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"broken.yaml: scorers.0.kind"):
+        evaluate(suite="broken", weave_project="local/flow-broken")
