@@ -151,7 +151,8 @@ def _progress_line(snapshot: dict[str, float]) -> str:
     filled = int(width * done / total)
     return (
         f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows  "
-        f"errors {int(snapshot['errors'])}  retries {int(snapshot['retries'])}  "
+        f"reused {int(snapshot['reused'])}  errors {int(snapshot['errors'])}  "
+        f"retries {int(snapshot['retries'])}  "
         f"{snapshot['rows_per_s']:.1f} rows/s "
     )
 

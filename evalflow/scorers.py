@@ -6,6 +6,7 @@ import importlib
 import math
 import re
 import string
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,10 @@ import weave
 
 from evalflow.config import ScorerSpec
 from evalflow.errors import ConfigError
+
+# weave.Scorer's pydantic schema meets a lock inside weave itself; the warning is weave's, and
+# says nothing about a user's scorer.
+warnings.filterwarnings("ignore", message=r".*allocate_lock.*", category=UserWarning)
 
 _PUNCT = str.maketrans("", "", string.punctuation)
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")

@@ -43,6 +43,9 @@ def init_weave(project: str | None = None) -> Any:
             set_weave_client_global(None)
         entity, proj = name.split("/")
         if entity == "local":
+            # Links to wandb.ai mean nothing for a local store; keep weave's output quiet.
+            os.environ.setdefault("WEAVE_PRINT_CALL_LINK", "false")
+            os.environ.setdefault("WEAVE_LOG_LEVEL", "WARNING")
             client = _local_client(proj)
         else:
             if not os.environ.get("WANDB_API_KEY"):
