@@ -354,6 +354,47 @@ def stack_down() -> None:
     typer.echo(f"stopped {stopped} process(es)" if stopped else "no stack is running")
 
 
+weave_app = typer.Typer(help="What the Weave project holds.", no_args_is_help=True)
+app.add_typer(weave_app, name="weave")
+
+
+def _show(rows: list[dict[str, object]], as_json: bool) -> None:
+    import json
+
+    from evalflow.tables import text
+
+    typer.echo(json.dumps(rows, indent=2, default=str) if as_json else text(rows) or "(none)")
+
+
+@weave_app.command("calls")
+def weave_calls(
+    op: Annotated[str | None, typer.Option(help="op name contains this")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many", min=1)] = 20,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+) -> None:
+    """The latest traced calls."""
+    from evalflow.weave_setup import init_weave
+    from evalflow.weave_views import call_rows
+
+    _show(call_rows(init_weave(project), op, limit), json_)
+
+
+@weave_app.command("objects")
+def weave_objects(
+    kind: Annotated[str | None, typer.Option(help="op, object, or a class (Dataset...)")] = None,
+    name: Annotated[str | None, typer.Option(help="name contains this")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many", min=1)] = 20,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+) -> None:
+    """Stored objects (datasets, models, evaluations, leaderboards, ops)."""
+    from evalflow.weave_setup import init_weave
+    from evalflow.weave_views import object_rows
+
+    _show(object_rows(init_weave(project), kind, name, limit), json_)
+
+
 def main() -> None:
     """Console entry point: run the app, turning EvalflowError into one line on stderr."""
     apply_offline_environment()

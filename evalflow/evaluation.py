@@ -109,9 +109,9 @@ def publish_leaderboard(suite: Suite, eval_ref: str) -> str:
 
 def _flush() -> None:
     """Wait until the weave client has sent everything (other processes read the store)."""
-    from weave.trace.context.weave_client_context import require_weave_client
+    from evalflow.weave_setup import flush_weave
 
-    require_weave_client().flush()
+    flush_weave()
 
 
 def _ref_name(uri: str) -> str:

@@ -39,7 +39,7 @@ def init_weave(project: str | None = None) -> Any:
         if _current is not None:  # switching projects: finish with the old client first
             from weave.trace.context.weave_client_context import set_weave_client_global
 
-            _current[1].flush()
+            flush_weave(_current[1])
             set_weave_client_global(None)
         entity, proj = name.split("/")
         if entity == "local":
@@ -79,3 +79,16 @@ def _local_client(project: str) -> Any:
     implicit_patch()
     register_import_hook()
     return client
+
+
+def flush_weave(client: Any | None = None) -> None:
+    """Wait until the client has sent everything and the store has written it (other processes
+    read the same file)."""
+    if client is None:
+        from weave.trace.context.weave_client_context import require_weave_client
+
+        client = require_weave_client()
+    client.flush()
+    store_flush = getattr(client.server, "flush", None)
+    if callable(store_flush):
+        store_flush()

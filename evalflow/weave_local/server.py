@@ -8,7 +8,10 @@ every process.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,8 +84,42 @@ def _is_op(val: Any) -> bool:
 class LocalTraceServer:
     """The trace server interface the WeaveClient talks to, on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, flush_every_s: float = 0.05, batch: int = 500) -> None:
         self.db = Database(path)
+        # Call starts and ends are written behind, in batches (one transaction each): a traced
+        # call costs two writes, too many for a transaction each. Reads drain the queue first.
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._batch = batch
+        self._wake = threading.Event()
+        self._flush_every_s = flush_every_s
+        self._flusher = threading.Thread(target=self._flush_loop, daemon=True)
+        self._flusher.start()
+        atexit.register(self.flush)
+
+    def _enqueue(self, sql: str, values: tuple[Any, ...]) -> None:
+        with self._pending_lock:
+            self._pending.append((sql, values))
+            full = len(self._pending) >= self._batch
+        if full:
+            self.flush()
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(self._flush_every_s)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued call start and end now."""
+        with self._flush_lock:
+            with self._pending_lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            with self.db.write() as conn:
+                for sql, values in pending:
+                    conn.execute(sql, values)
 
     # ---- service -------------------------------------------------------------------------
     def server_info(self) -> ServerInfoRes:
@@ -116,9 +153,8 @@ class LocalTraceServer:
             dumps(inputs),
             " ".join(sorted(set(refs_in(inputs)))),
         )
-        with self.db.write() as conn:
-            conn.execute(
-                """INSERT INTO calls (project_id, id, trace_id, parent_id, op_name, display_name,
+        self._enqueue(
+            """INSERT INTO calls (project_id, id, trace_id, parent_id, op_name, display_name,
                 thread_id, turn_id, wb_run_id, wb_user_id, started_at, attributes, inputs,
                 input_refs, has_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
                 ON CONFLICT (project_id, id) DO UPDATE SET trace_id=excluded.trace_id,
@@ -128,8 +164,8 @@ class LocalTraceServer:
                 wb_run_id=excluded.wb_run_id, wb_user_id=excluded.wb_user_id,
                 started_at=excluded.started_at, attributes=excluded.attributes,
                 inputs=excluded.inputs, input_refs=excluded.input_refs, has_start=1""",
-                values,
-            )
+            values,
+        )
         return CallStartResponse(id=call_id, trace_id=trace_id)
 
     def call_end(self, req: Any) -> None:
@@ -145,15 +181,14 @@ class LocalTraceServer:
             end.get("exception"),
             " ".join(sorted(set(refs_in(output)))),
         )
-        with self.db.write() as conn:
-            conn.execute(
-                """INSERT INTO calls (project_id, id, trace_id, ended_at, output, summary,
+        self._enqueue(
+            """INSERT INTO calls (project_id, id, trace_id, ended_at, output, summary,
                 exception, output_refs) VALUES (?,?,?,?,?,?,?,?)
                 ON CONFLICT (project_id, id) DO UPDATE SET ended_at=excluded.ended_at,
                 output=excluded.output, summary=excluded.summary, exception=excluded.exception,
                 output_refs=excluded.output_refs""",
-                values,
-            )
+            values,
+        )
 
     def _call_dict(self, row: Any) -> dict[str, Any]:
         summary = loads(row["summary"]) or {}
@@ -224,6 +259,7 @@ class LocalTraceServer:
                     params.append(name)
             sql.append(f"AND ({' OR '.join(clauses)})")
         sql.append("ORDER BY started_at, rowid")
+        self.flush()
         rows = self.db.read(" ".join(sql), params)
         input_refs = set(flt.get("input_refs") or [])
         output_refs = set(flt.get("output_refs") or [])
@@ -258,6 +294,7 @@ class LocalTraceServer:
         return CallReadResponse(call=Call.model_validate(calls[0]) if calls else None)
 
     def call_update(self, req: Any) -> None:
+        self.flush()
         with self.db.write() as conn:
             if "display_name" in req:
                 conn.execute(
@@ -268,6 +305,7 @@ class LocalTraceServer:
     def calls_delete(self, req: Any) -> CallDeleteResponse:
         ids = list(req["call_ids"])
         project_id = req["project_id"]
+        self.flush()
         # A deleted call takes its descendants with it.
         frontier, every = ids, set(ids)
         while frontier:
@@ -387,7 +425,7 @@ class LocalTraceServer:
         sort_records(objs, req.get("sort_by"))
         offset, limit = req.get("offset") or 0, req.get("limit")
         objs = objs[offset : offset + limit if limit is not None else None]
-        return ObjectQueryResponse(objs=[Obj.model_validate(o) for o in objs])
+        return ObjectQueryResponse.model_validate({"objs": objs})
 
     def obj_delete(self, req: Any) -> ObjectDeleteResponse:
         digests = req.get("digests")
