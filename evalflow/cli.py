@@ -144,6 +144,12 @@ def ask(
         typer.echo(f"Q: {question}\nA: {answer}   ({time.monotonic() - started:.2f} s, {url})")
 
 
+def _quiet_prefect(verbose: bool) -> None:
+    """Prefect's own logs (kept by the server and shown in its UI) stay off the terminal,
+    where evalflow prints progress and one line per error; --verbose shows them."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+
+
 def _progress_line(snapshot: dict[str, float]) -> str:
     total = int(snapshot["total"]) or 1
     done = int(snapshot["done"])
@@ -173,13 +179,14 @@ def run(
     concurrency: Annotated[int | None, typer.Option(help="requests in flight", min=1)] = None,
     max_error_fraction: Annotated[float, typer.Option(help="error budget (fraction)")] = 0.1,
     weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+    verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, publish the leaderboard, print it."""
     import threading
 
     from evalflow import progress
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _quiet_prefect(verbose)
     from flows.evaluate import evaluate
 
     outcome: dict[str, object] = {}
@@ -305,9 +312,10 @@ def backfill(
     model: Annotated[str, typer.Argument(help="a registered model name")],
     limit: Annotated[int | None, typer.Option(help="first N rows of each suite", min=1)] = None,
     weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+    verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate a model on every suite it has no finished evaluation for."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _quiet_prefect(verbose)
     from flows.backfill import backfill_model
 
     done = backfill_model(model=model, limit=limit, weave_project=weave_project)

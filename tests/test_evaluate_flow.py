@@ -117,3 +117,49 @@ def test_broken_suite_config_is_one_clear_error(
     monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match=r"broken.yaml: scorers.0.kind"):
         evaluate(suite="broken", weave_project="local/flow-broken")
+
+
+def test_the_run_command_shows_progress_and_prints_the_leaderboard(
+    prefect_server: str, evals: Path
+) -> None:
+    env = {**os.environ, "EVALFLOW_EVALS_DIR": str(evals), "PREFECT_API_URL": prefect_server}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalflow.cli",
+            "run",
+            "arith",
+            "--limit",
+            "30",
+            "--weave-project",
+            "local/cli-run",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "60/60 rows" in out.stderr  # the progress line
+    assert "leaderboard arith" in out.stdout
+    lines = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
+    assert lines["oracle"][1] == "1.000"
+
+
+def test_the_run_command_fails_with_one_line_on_a_bad_key(
+    prefect_server: str, evals: Path, sim: SimEndpoint
+) -> None:
+    sim.configure(api_key="the-real-key")
+    env = {**os.environ, "EVALFLOW_EVALS_DIR": str(evals), "PREFECT_API_URL": prefect_server}
+    out = subprocess.run(
+        [sys.executable, "-m", "evalflow.cli", "run", "arith", "--weave-project", "local/cli-401"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "error: model 'oracle'" in out.stderr or "error: model 'coin'" in out.stderr
+    assert "(401)" in out.stderr
