@@ -106,9 +106,13 @@ class Journal:
 
 
 def _fatal(target: Target, exc: openai.APIStatusError) -> FatalRequestError:
+    body: Any = exc.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    said = str(message or exc.message).rstrip(".")
     return FatalRequestError(
         f"model {target.spec.name!r} at {target.base_url} refused the request "
-        f"({exc.status_code}): {exc.message}. Not retried: fix the key, model id or quota."
+        f"({exc.status_code}): {said}. Not retried: fix the key, model id or quota."
     )
 
 

@@ -73,7 +73,8 @@ def evaluate(
         {
             "suite": spec.model_dump(),
             "rows": [r.id for r in rows],
-            "dataset": dataset,
+            "dataset": dataset or spec.dataset_path(),
+            "weave_project": weave_project,
             "models": [s.model_dump() for s in specs],
             "limit": limit,
         },

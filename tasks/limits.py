@@ -9,12 +9,15 @@ inside the chunk. Used only when a Prefect server is configured (PREFECT_API_URL
 from __future__ import annotations
 
 import hashlib
+import threading
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
 from prefect.settings import PREFECT_API_URL
 
 from evalflow.config import ModelSpec
+
+_acquire_lock = threading.Lock()
 
 
 def limit_name(spec: ModelSpec) -> str:
@@ -32,8 +35,10 @@ def ensure_shared_limits(specs: list[ModelSpec], chunk_size: int) -> dict[str, s
             if spec.limits.rpm is None:
                 continue
             name = limit_name(spec)
+            # Room for three chunks: the next chunks are admitted while the last one's slots
+            # decay, so the limit's decay rate, not the wait between chunks, sets the pace.
             client.upsert_global_concurrency_limit_by_name(
-                name, limit=max(chunk_size, 1), slot_decay_per_second=spec.limits.rpm / 60.0
+                name, limit=3 * max(chunk_size, 1), slot_decay_per_second=spec.limits.rpm / 60.0
             )
             names[spec.name] = name
     return names
@@ -42,4 +47,6 @@ def ensure_shared_limits(specs: list[ModelSpec], chunk_size: int) -> dict[str, s
 def take_shared_slots(name: str | None, count: int) -> None:
     """Block until `count` requests fit the shared limit (no-op without one)."""
     if name is not None:
-        rate_limit(name, occupy=count, strict=True)
+        # One waiter per process: waiters' denied slots add up in the server's Retry-After.
+        with _acquire_lock:
+            rate_limit(name, occupy=count, strict=True)

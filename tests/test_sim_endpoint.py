@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 
 import httpx
+import httpx2
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
@@ -87,7 +88,11 @@ async def _send_all(sim: SimEndpoint, n: int, timeout: float) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     semaphore = asyncio.Semaphore(100)
     async with AsyncOpenAI(
-        base_url=sim.base_url, api_key="t", max_retries=0, timeout=timeout
+        base_url=sim.base_url,
+        api_key="t",
+        max_retries=0,
+        # Only the answer may time out: on a busy machine, waiting for a connection must not.
+        timeout=httpx2.Timeout(timeout, connect=60.0, pool=60.0),
     ) as client:
 
         async def one(i: int) -> None:

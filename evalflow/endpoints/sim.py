@@ -106,6 +106,8 @@ class SimServer:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.monotonic()
+        self.first_answer = 0.0
+        self.last_answer = 0.0
 
     def stats(self) -> dict[str, Any]:
         by_status: Counter[str] = Counter()
@@ -117,6 +119,7 @@ class SimServer:
             "by_model": {model: dict(c) for model, c in self.by_model.items()},
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "seconds": time.monotonic() - self.started,
+            "answering_seconds": self.last_answer - self.first_answer,
         }
 
     def answer(self, model: str, prompt: str) -> str:
@@ -224,6 +227,22 @@ class SimServer:
             delay += self.rng.uniform(-self.profile.jitter_ms, self.profile.jitter_ms) / 1000.0
         if delay > 0:
             await asyncio.sleep(delay)
+        if fault in ("error_429", "quota"):
+            self.by_model[model]["429"] += 1
+            code = "insufficient_quota" if fault == "quota" else "rate_limit_exceeded"
+            message = (
+                "You exceeded your current quota, please check your plan and billing details."
+                if fault == "quota"
+                else "Rate limit reached; try again shortly."
+            )
+            headers = {**JSON_HEADERS, "Retry-After": "1", "retry-after-ms": "100"}
+            return web.Response(
+                status=429,
+                body=error_body(
+                    message, "insufficient_quota" if fault == "quota" else "requests", code
+                ),
+                headers=headers,
+            )
         if fault is not None and fault.startswith("error_"):
             status = int(fault.removeprefix("error_"))
             self.by_model[model][str(status)] += 1
@@ -248,6 +267,8 @@ class SimServer:
                 status=200, body=b'{"id": "chatcmpl-broken", "choices": [', headers=headers
             )
         self.by_model[model]["200"] += 1
+        self.first_answer = self.first_answer or time.monotonic()
+        self.last_answer = time.monotonic()
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
         payload = {

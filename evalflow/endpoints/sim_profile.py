@@ -9,7 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evalflow.errors import ConfigError
 
-FAULT_KINDS = ("error_500", "error_502", "error_503", "hang", "drop", "malformed")
+FAULT_KINDS = (
+    "error_500",
+    "error_502",
+    "error_503",
+    "error_429",
+    "quota",
+    "hang",
+    "drop",
+    "malformed",
+)
 
 
 class SimProfile(BaseModel):
@@ -29,6 +38,8 @@ class SimProfile(BaseModel):
     error_500: float = Field(0.0, ge=0, le=1)
     error_502: float = Field(0.0, ge=0, le=1)
     error_503: float = Field(0.0, ge=0, le=1)
+    error_429: float = Field(0.0, ge=0, le=1, description="429s not caused by the limits")
+    quota: float = Field(0.0, ge=0, le=1, description="429 insufficient_quota (not retryable)")
     hang: float = Field(0.0, ge=0, le=1, description="fraction of requests that hang")
     hang_seconds: float = Field(120.0, gt=0, description="how long a hung request hangs")
     drop: float = Field(0.0, ge=0, le=1, description="fraction of connections dropped")

@@ -1,0 +1,161 @@
+"""Resilience against the simulated endpoint, counted at /_stats: faults, crashes and resume,
+fail-fast errors, a limit shared by two processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evalflow.endpoints import SimEndpoint
+from evalflow.errors import FatalRequestError
+from flows.evaluate import evaluate
+from tests.suites import answer_key, questions, write_suite
+
+ROWS = questions(2000)
+FAST = {"limits": {"max_concurrency": 64, "timeout_s": 1.0, "max_attempts": 10}}
+
+
+def results(folder: str) -> pd.DataFrame:
+    frame = pd.read_parquet(Path(folder) / "results.parquet")
+    return frame[["model", "row_id", "output", "error_class"]]
+
+
+def test_faults_leave_every_row_answered_as_in_a_fault_free_run(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = {"oracle": 1.0, "coin": 0.5}
+    for name in ("clean", "faulty"):
+        folder = write_suite(tmp_path / "e", name, ROWS, sim.base_url, {m: FAST for m in models})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(ROWS), models=models)
+    clean = evaluate(suite="clean", chunk_size=250, weave_project="local/faults-clean")
+    clean_stats = sim.stats()
+    sim.configure(
+        answer_key=answer_key(ROWS),
+        models=models,
+        seed=5,
+        error_500=0.05,
+        error_502=0.03,
+        error_503=0.02,
+        error_429=0.05,
+        hang=0.02,
+        hang_seconds=3.0,
+        drop=0.01,
+        malformed=0.01,
+    )
+    faulty = evaluate(suite="faulty", chunk_size=250, weave_project="local/faults-faulty")
+    stats = sim.stats()
+    assert clean_stats["by_status"] == {"200": 4000}
+    assert stats["by_status"]["200"] == 4000  # every row answered exactly once
+    assert stats["total"] > 4400  # and the faults were real
+    pd.testing.assert_frame_equal(results(clean["folder"]), results(faulty["folder"]))
+
+
+def test_insufficient_quota_fails_fast(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_suite(tmp_path / "q", "quota", ROWS[:200], sim.base_url, {"oracle": FAST})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(ROWS), quota=1.0)
+    started = time.monotonic()
+    with pytest.raises(FatalRequestError, match=r"\(429\): You exceeded your current quota"):
+        evaluate(suite="quota", weave_project="local/quota")
+    assert time.monotonic() - started < 15
+    assert sim.stats()["total"] <= 64  # the first wave at most, nothing retried
+
+
+def test_a_killed_run_started_again_does_not_ask_again_for_saved_answers(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint
+) -> None:
+    limits = {"limits": {"max_concurrency": 16, "timeout_s": 5.0}}
+    folder = write_suite(tmp_path / "k", "killed", ROWS, sim.base_url, {"oracle": limits})
+    sim.configure(answer_key=answer_key(ROWS), latency_ms=20)
+    env = {**os.environ, "EVALFLOW_EVALS_DIR": str(folder), "PREFECT_API_URL": prefect_server}
+    command = [
+        sys.executable,
+        "-m",
+        "evalflow.cli",
+        "run",
+        "killed",
+        "--chunk-size",
+        "100",
+        "--weave-project",
+        "local/killed",
+    ]
+    sent_before_kills = []
+    for point in (300, 900, 1500):  # three kills at different points of the run
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while sim.stats()["by_status"].get("200", 0) < point and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        sent_before_kills.append(sim.stats()["by_status"].get("200", 0))
+    assert 0 < sent_before_kills[0] < sent_before_kills[-1] < 2000
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    sent = sim.stats()["by_status"]["200"]
+    # Only requests in flight at each kill (16 at most) may be sent twice.
+    assert 2000 <= sent <= 2000 + 3 * 16
+    run_folder = next(
+        line.split(": ", 1)[1] for line in final.stdout.splitlines() if line.startswith("results: ")
+    )
+    frame = results(run_folder)
+    assert len(frame) == 2000 and frame["error_class"].isna().all()
+    assert list(frame["output"]) == [r["answer"] for r in ROWS]
+
+
+def test_two_processes_share_one_rate_limit(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint
+) -> None:
+    rows = questions(300)
+    limits = {"limits": {"rpm": 1200, "max_concurrency": 16, "timeout_s": 5.0}}  # 20/s
+    folders = [
+        write_suite(tmp_path / f"p{i}", f"shared{i}", rows, sim.base_url, {"oracle": limits})
+        for i in range(2)
+    ]
+    sim.configure(answer_key=answer_key(rows), latency_ms=10)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "evalflow.cli",
+                "run",
+                f"shared{i}",
+                "--chunk-size",
+                "20",
+                "--weave-project",
+                f"local/shared{i}",
+            ],
+            env={
+                **os.environ,
+                "EVALFLOW_EVALS_DIR": str(folders[i]),
+                "PREFECT_API_URL": prefect_server,
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    stats = sim.stats()
+    assert stats["by_status"] == {"200": 600}
+    rate = 599 / stats["answering_seconds"]
+    print(f"combined rate {rate:.2f} requests/s under a shared limit of 20")
+    assert 0.9 * 20 <= rate <= 1.05 * 20, rate
