@@ -1,0 +1,172 @@
+"""The deployments of prefect.yaml on a real Prefect server: deploy, schedules, validation,
+and a run triggered through the API and executed by a real worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.exceptions import PrefectHTTPStatusError
+
+from evalflow.endpoints import SimEndpoint
+from evalflow.evaluation import read_leaderboard
+from evalflow.weave_setup import init_weave
+from tests.suites import answer_key, questions, write_suite
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = questions(20)
+
+
+def prefect_cli(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFECT_API_URL": api_url, "EVALFLOW_REPO": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: str) -> str:
+    pool = prefect_cli(prefect_server, "work-pool", "create", "evalflow", "--type", "process")
+    assert pool.returncode == 0, pool.stdout + pool.stderr
+    deploy = prefect_cli(prefect_server, "--no-prompt", "deploy", "--all")
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    return prefect_server
+
+
+def test_deploy_all_creates_the_three_deployments_with_the_nightly_schedule(
+    deployed: str,
+) -> None:
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("nightly-evals/nightly-evals")
+        evaluate = client.read_deployment_by_name("evaluate/evaluate")
+        backfill = client.read_deployment_by_name("backfill-model/backfill-model")
+    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]  # type: ignore[union-attr]
+    assert evaluate.parameter_openapi_schema["properties"]["limit"]["anyOf"][0]["minimum"] == 1
+    assert backfill.work_pool_name == "evalflow"
+
+
+def test_bad_parameters_are_refused_before_a_run_exists(deployed: str) -> None:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("evaluate/evaluate")
+        before = len(client.read_flow_runs())
+        with pytest.raises(PrefectHTTPStatusError, match=r"409|422"):
+            client.create_flow_run_from_deployment(
+                deployment.id, parameters={"suite": "qa-basics", "limit": 0}
+            )
+        assert len(client.read_flow_runs()) == before
+
+
+def test_a_run_triggered_through_the_api_is_run_by_a_worker_and_reaches_the_leaderboard(
+    deployed: str, tmp_path: Path, sim: SimEndpoint, evalflow_home: Path
+) -> None:
+    folder = write_suite(tmp_path / "evals", "deployed", ROWS, sim.base_url, {"oracle": {}})
+    sim.configure(answer_key=answer_key(ROWS))
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("evaluate/evaluate")
+        run = client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={"suite": "deployed", "weave_project": "local/deployed"},
+        )
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": deployed,
+        "EVALFLOW_EVALS_DIR": str(folder),
+        "EVALFLOW_REPO": str(REPO),
+    }
+    worker = subprocess.run(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "evalflow", "--run-once"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run.id).state
+            if state is not None and state.is_final():
+                break
+            time.sleep(1)
+    assert state is not None and state.is_completed(), (state, worker.stderr[-3000:])
+    assert sim.stats()["by_status"] == {"200": 20}
+    init_weave("local/deployed")
+    assert [row["model"] for row in read_leaderboard("deployed")] == ["oracle"]
+
+
+def test_registering_a_model_triggers_its_backfill_and_a_second_backfill_sends_nothing(
+    deployed: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.evaluate import evaluate
+
+    folder = tmp_path / "evals"
+    write_suite(folder, "first", ROWS, sim.base_url, {"oracle": {}, "coin": {}})
+    write_suite(folder, "second", questions(30), sim.base_url, {"oracle": {}, "coin": {}})
+    (folder / "models.yaml").write_text(
+        f"models:\n  - {{name: oracle, model: oracle, endpoint: '{sim.base_url}'}}\n"
+    )
+    sim.configure(answer_key=answer_key(questions(30)), models={"oracle": 1.0, "coin": 0.5})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    monkeypatch.setenv("EVALFLOW_WEAVE_PROJECT", "local/backfill")
+    evaluate(suite="first", models=["oracle"])  # oracle is already on the first suite
+    env = {**os.environ, "PREFECT_API_URL": deployed, "EVALFLOW_REPO": str(REPO)}
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalflow.cli",
+            "models",
+            "add",
+            "coin",
+            "--model",
+            "coin",
+            "--endpoint",
+            sim.base_url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "announced evalflow.model.registered" in added.stdout
+    sim.reset()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("backfill-model/backfill-model")
+        deadline = time.monotonic() + 60
+        runs = []
+        while not runs and time.monotonic() < deadline:
+            runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment.id]
+            time.sleep(1)
+    assert runs and runs[0].parameters == {"model": "coin"}
+    worker = subprocess.run(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "evalflow", "--run-once"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(runs[0].id).state
+    assert state is not None and state.is_completed(), state
+    # coin was on no suite: both are evaluated for it, and nothing for oracle.
+    assert sim.stats()["by_model"] == {"coin": {"200": 50}}
+    # Run again: nothing is missing any more, nothing is sent.
+    from flows.backfill import backfill_model
+
+    sim.reset()
+    assert backfill_model(model="coin") == {}
+    assert sim.stats()["total"] == 0
