@@ -158,7 +158,7 @@ def _progress_line(snapshot: dict[str, float]) -> str:
     return (
         f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows  "
         f"reused {int(snapshot['reused'])}  errors {int(snapshot['errors'])}  "
-        f"retries {int(snapshot['retries'])}  "
+        f"retries {int(snapshot['retries'])}  waiting on limits {int(snapshot['waiting'])}  "
         f"{snapshot['rows_per_s']:.1f} rows/s "
     )
 

@@ -134,12 +134,13 @@ async def _answer_row(
     try:
         async for attempt in retrying(spec.limits):
             with attempt:
-                if reason := budget.current().exceeded():
-                    raise BudgetStop(f"not sent: past {reason}")
                 attempts += 1
                 if attempts > 1:
                     progress.current().add(retries=1)
                 async with limiter.slot(estimate) as slot:
+                    if reason := budget.current().exceeded():  # checked once a slot is ours
+                        attempts -= 1
+                        raise BudgetStop(f"not sent: past {reason}")
                     sent = time.monotonic()
                     try:
                         with weave.attributes(attributes):

@@ -178,6 +178,13 @@ def limiter_for(endpoint: str, model: str, limits: Limits) -> EndpointLimiter:
         return _limiters[key]
 
 
+def waiting() -> int:
+    """Requests of this process now waiting on a limit (rate or concurrency)."""
+    with _registry_lock:
+        limiters = list(_limiters.values())
+    return sum(lim.waiting_on_rate + lim.concurrency.waiting for lim in limiters)
+
+
 def estimate_tokens(messages: list[dict[str, str]], max_tokens: int | None) -> int:
     """Prompt tokens (about four characters each) plus the answer's allowance."""
     prompt = sum(len(m.get("content", "")) // 4 + 4 for m in messages)

@@ -28,6 +28,9 @@ class Progress:
                 name: getattr(self, name)
                 for name in ("total", "done", "errors", "retries", "reused")
             }
+        from evalflow.limiter import waiting
+
+        data["waiting"] = waiting()
         elapsed = max(time.monotonic() - self.started, 1e-9)
         data["rows_per_s"] = (self.done - self.reused) / elapsed
         data["elapsed_s"] = elapsed

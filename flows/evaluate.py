@@ -108,7 +108,15 @@ def evaluate(
         for future in as_completed(futures):
             answers.extend(future.result())
             done = progress.current().snapshot()
-            update_progress_artifact(bar, 100.0 * done["done"] / max(done["total"], 1))
+            update_progress_artifact(
+                bar,
+                100.0 * done["done"] / max(done["total"], 1),
+                description=(
+                    f"{spec.name}: {int(done['done'])}/{int(done['total'])} rows answered, "
+                    f"{int(done['errors'])} failed, {int(done['retries'])} retries, "
+                    f"{int(done['waiting'])} requests waiting on limits"
+                ),
+            )
 
     meta = {
         "run_id": run_id,

@@ -159,3 +159,62 @@ def test_two_processes_share_one_rate_limit(
     rate = 599 / stats["answering_seconds"]
     print(f"combined rate {rate:.2f} requests/s under a shared limit of 20")
     assert 0.9 * 20 <= rate <= 1.05 * 20, rate
+
+
+def test_a_token_budget_stops_new_requests_and_saves_what_exists(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from evalflow.errors import BudgetExceededError
+
+    folder = write_suite(
+        tmp_path / "b",
+        "budget",
+        ROWS[:300],
+        sim.base_url,
+        {"oracle": {"limits": {"max_concurrency": 4}}},
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(ROWS))
+    with pytest.raises(BudgetExceededError, match=r"token budget of 1,000 \(\d[\d,]* spent") as e:
+        evaluate(suite="budget", max_tokens=1000, weave_project="local/budget")
+    stats = sim.stats()
+    sent, tokens = stats["total"], stats["tokens"]["prompt"] + stats["tokens"]["completion"]
+    assert 0 < sent < 300
+    assert 1000 <= tokens <= 1000 + 4 * 15  # past the budget by what was in flight (4 at most)
+    run_folder = Path(str(e.value).split("saved in ")[1].split(",")[0])
+    summary = json.loads((run_folder / "summary.json").read_text())
+    assert summary["complete"] is False
+    frame = pd.read_parquet(run_folder / "results.parquet")
+    assert (frame["error_class"] == "BudgetStop").sum() == 300 - sent
+
+
+def test_a_canary_key_reaches_no_file_log_or_artifact(
+    prefect_server: str,
+    tmp_path: Path,
+    sim: SimEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    evalflow_home: Path,
+) -> None:
+    canary = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+    monkeypatch.setenv("SIM_KEY", canary)
+    folder = write_suite(
+        tmp_path / "c", "canary", ROWS[:50], sim.base_url, {"oracle": {"api_key_env": "SIM_KEY"}}
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(ROWS), api_key=canary)
+    evaluate(suite="canary", weave_project="local/canary-run")
+    assert sim.stats()["by_status"] == {"200": 50}  # the key was used
+    for path in evalflow_home.rglob("*"):
+        if path.is_file():
+            assert canary.encode() not in path.read_bytes(), path
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs()
+        artifacts = client.read_artifacts()
+        runs = client.read_flow_runs()
+    assert all(canary not in log.message for log in logs)
+    assert all(canary not in str(a.data) + str(a.description) for a in artifacts)
+    assert all(canary not in str(r.parameters) for r in runs)
