@@ -253,7 +253,3 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]
     return found
-
-
-def answers_to_records(answers: list[Answer]) -> list[dict[str, Any]]:
-    return [asdict(a) for a in answers]

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from evalflow.endpoints.llm import start_llm_process
 from evalflow.endpoints.process import ServerProcess, answers, port_in_use
 from evalflow.errors import EndpointError
@@ -132,10 +130,3 @@ def down() -> int:
 
 def ui_url(stack: Stack) -> str:
     return stack.api_url.removesuffix("/api")
-
-
-def healthy(stack: Stack) -> bool:
-    try:
-        return httpx.get(f"{stack.api_url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -118,16 +118,18 @@ def evaluate(
                 ),
             )
 
+    spent = budget.current().exceeded()
+    budget.start(0, None, 1.0)  # the budget belonged to this run: leave none behind
     meta = {
         "run_id": run_id,
-        "complete": budget.current().exceeded() is None,
+        "complete": spent is None,
         "suite": spec.name,
         "models": [s.name for s in specs],
         "rows": len(rows),
     }
     frame, summary = collect_results(spec, rows, answers, run_id, meta)
 
-    if reason := budget.current().exceeded():
+    if reason := spent:
         raise BudgetExceededError(
             f"the run stopped starting requests past {reason}. What was answered is saved in "
             f"{run_dir(run_id)}, flagged incomplete; no leaderboard was published. Run the same "

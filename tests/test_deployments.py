@@ -34,6 +34,18 @@ def prefect_cli(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_worker_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A real process worker on the evalflow pool that takes one scheduled run and exits."""
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "evalflow", "--run-once"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="module")
 def deployed(prefect_server: str) -> str:
     pool = prefect_cli(prefect_server, "work-pool", "create", "evalflow", "--type", "process")
@@ -83,14 +95,7 @@ def test_a_run_triggered_through_the_api_is_run_by_a_worker_and_reaches_the_lead
         "EVALFLOW_EVALS_DIR": str(folder),
         "EVALFLOW_REPO": str(REPO),
     }
-    worker = subprocess.run(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "evalflow", "--run-once"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    worker = run_worker_once(env)
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
     deadline = time.monotonic() + 120
     with get_client(sync_client=True) as client:
@@ -150,14 +155,7 @@ def test_registering_a_model_triggers_its_backfill_and_a_second_backfill_sends_n
             runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment.id]
             time.sleep(1)
     assert runs and runs[0].parameters == {"model": "coin"}
-    worker = subprocess.run(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "evalflow", "--run-once"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    worker = run_worker_once(env)
     assert worker.returncode == 0, worker.stderr[-3000:]
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(runs[0].id).state
