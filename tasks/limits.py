@@ -13,6 +13,7 @@ import threading
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import rate_limit
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.settings import PREFECT_API_URL
 
 from evalflow.config import ModelSpec
@@ -37,9 +38,16 @@ def ensure_shared_limits(specs: list[ModelSpec], chunk_size: int) -> dict[str, s
             name = limit_name(spec)
             # Room for three chunks: the next chunks are admitted while the last one's slots
             # decay, so the limit's decay rate, not the wait between chunks, sets the pace.
-            client.upsert_global_concurrency_limit_by_name(
-                name, limit=3 * max(chunk_size, 1), slot_decay_per_second=spec.limits.rpm / 60.0
-            )
+            limit, decay = 3 * max(chunk_size, 1), spec.limits.rpm / 60.0
+            try:
+                client.upsert_global_concurrency_limit_by_name(
+                    name, limit=limit, slot_decay_per_second=decay
+                )
+            except ObjectAlreadyExists:
+                # Another run created it between our lookup and our create: update it instead.
+                client.upsert_global_concurrency_limit_by_name(
+                    name, limit=limit, slot_decay_per_second=decay
+                )
             names[spec.name] = name
     return names
 

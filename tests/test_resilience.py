@@ -152,8 +152,13 @@ def test_two_processes_share_one_rate_limit(
         )
         for i in range(2)
     ]
-    for proc in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    try:
+        for proc in procs:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:  # a failed run must not leave the other one talking to the shared endpoint
+        for proc in procs:
+            proc.kill()
+            proc.wait()
     stats = sim.stats()
     assert stats["by_status"] == {"200": 600}
     rate = 599 / stats["answering_seconds"]
