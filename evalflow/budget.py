@@ -13,6 +13,7 @@ class RunBudget:
     max_error_fraction: float = 1.0
     tokens: int = 0
     errors: int = 0
+    halted: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def spend(self, tokens: int) -> None:
@@ -23,8 +24,14 @@ class RunBudget:
         with self._lock:
             self.errors += 1
 
+    def halt(self, reason: str) -> None:
+        """Start no new request from now on (the run failed)."""
+        self.halted = reason
+
     def exceeded(self) -> str | None:
         """Which budget is spent and by how much, or None while both hold."""
+        if self.halted is not None:
+            return self.halted
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             over = self.tokens - self.max_tokens
             return f"the token budget of {self.max_tokens:,} ({self.tokens:,} spent, {over:,} over)"

@@ -179,6 +179,13 @@ def run(
     concurrency: Annotated[int | None, typer.Option(help="requests in flight", min=1)] = None,
     max_error_fraction: Annotated[float, typer.Option(help="error budget (fraction)")] = 0.1,
     weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
+    retry_errors: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RUN_ID",
+            help="re-run only the failed rows of that run, with its parameters",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, publish the leaderboard, print it."""
@@ -186,6 +193,17 @@ def run(
 
     from evalflow import progress
 
+    if retry_errors:
+        from evalflow.errors import ConfigError
+        from evalflow.results import load_parameters
+
+        saved = load_parameters(retry_errors)
+        if saved.suite != suite:
+            raise ConfigError(
+                f"run {retry_errors} evaluated suite {saved.suite!r}, not {suite!r}: "
+                f"run `evalflow run {saved.suite} --retry-errors {retry_errors}`"
+            )
+        weave_project = saved.weave_project
     _quiet_prefect(verbose)
     from flows.evaluate import evaluate
 
@@ -203,6 +221,7 @@ def run(
                 dataset=dataset,
                 max_error_fraction=max_error_fraction,
                 weave_project=weave_project,
+                retry_errors_of=retry_errors,
             )
         except BaseException as exc:  # re-raised in the main thread
             outcome["error"] = exc
@@ -338,9 +357,7 @@ def stack_up(
     )
     if background:
         typer.echo("running in the background; stop it with: evalflow down")
-        for proc in stack.processes:  # leave them running
-            proc.proc.stdout = None
-        os._exit(0)
+        os._exit(0)  # leave them running: they write to their log files, not to us
     typer.echo("Ctrl-C stops everything")
     try:
         while all(p.proc.poll() is None for p in stack.processes):

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import CoreSchema
 
 from evalflow.errors import ConfigError, UnknownNameError
 
@@ -247,3 +256,35 @@ def usable_models(
         else:
             chosen.append(spec.name)
     return chosen, skipped
+
+
+class _Choices:
+    """Lists the names that exist when a schema is made (`prefect deploy` makes the deployment's
+    form from it), while validation stays a plain string: a name made later is still accepted
+    when the flow is called directly, and an unknown one gets our error naming the known ones."""
+
+    def __init__(self, names: Callable[[], list[str]]) -> None:
+        self.names = names
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        out = dict(handler(schema))
+        try:
+            names = self.names()
+        except ConfigError:  # a broken evals folder: a free text field, the run will say why
+            names = []
+        if names:
+            out["enum"] = names
+        return out
+
+
+def _model_names() -> list[str]:
+    return sorted(load_registry())
+
+
+SuiteName = Annotated[str, _Choices(suite_names)]
+"""A suite's name; the Prefect UI shows the suites of evals/ as a choice."""
+
+ModelName = Annotated[str, _Choices(_model_names)]
+"""A registered model's name; the Prefect UI shows the registry as a choice."""

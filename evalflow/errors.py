@@ -48,3 +48,7 @@ class BudgetExceededError(EvalflowError):
 
 class RunFailedError(EvalflowError):
     """A run finished but failed (its results are saved and flagged)."""
+
+
+class RunNotFoundError(EvalflowError):
+    """A run id names no saved run."""

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from evalflow.dataset import Row
+from evalflow.errors import RunNotFoundError
 from evalflow.home import home_dir
 from evalflow.inference import Answer
 
@@ -107,3 +109,39 @@ def save_run(run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict
     tmp.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
     tmp.replace(folder / "summary.json")
     return folder
+
+
+PARAMETERS = "parameters.json"
+
+
+class RunParameters(BaseModel):
+    """What defines a run's rows and requests; saved with it so its failed rows can be re-run
+    alone later."""
+
+    suite: str
+    models: list[str] | None = None
+    limit: int | None = None
+    dataset: str | None = None
+    base_url: str | None = None
+    weave_project: str | None = None
+    chunk_size: int
+    concurrency: int | None = None
+
+
+def save_parameters(run_id: str, parameters: RunParameters) -> None:
+    folder = run_dir(run_id)
+    tmp = folder / f"{PARAMETERS}.partial"
+    tmp.write_text(parameters.model_dump_json(indent=2), encoding="utf-8")
+    tmp.replace(folder / PARAMETERS)
+
+
+def load_parameters(run_id: str) -> RunParameters:
+    """The parameters a run was started with; a clear error for an unknown run id."""
+    path = home_dir() / "runs" / run_id / PARAMETERS
+    if not path.is_file():
+        runs = sorted(
+            (p.parent.name for p in (home_dir() / "runs").glob(f"*/{PARAMETERS}")), reverse=True
+        )
+        known = ", ".join(runs[:10]) or "none yet"
+        raise RunNotFoundError(f"no run {run_id!r} under {home_dir() / 'runs'} (runs: {known})")
+    return RunParameters.model_validate_json(path.read_text(encoding="utf-8"))

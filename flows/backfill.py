@@ -16,6 +16,7 @@ from flows.evaluate import evaluate
 
 @flow(name="backfill-model")
 def backfill_model(
+    # A plain string, not a choice: the model is often registered after the deployment was made.
     model: Annotated[str, Field(description="a registered model name")],
     limit: Annotated[int | None, Field(ge=1, description="first N rows of each suite")] = None,
     weave_project: Annotated[str | None, Field(description="default: local/evalflow")] = None,

@@ -7,14 +7,16 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from evalflow.config import load_registry, suite_names, usable_models
+from evalflow.config import ModelName, SuiteName, load_registry, suite_names, usable_models
 from flows.evaluate import evaluate
 
 
 @flow(name="nightly-evals")
 def nightly(
-    suites: Annotated[list[str] | None, Field(description="default: every suite")] = None,
-    models: Annotated[list[str] | None, Field(description="default: every usable model")] = None,
+    suites: Annotated[list[SuiteName] | None, Field(description="default: every suite")] = None,
+    models: Annotated[
+        list[ModelName] | None, Field(description="default: every usable model")
+    ] = None,
     limit: Annotated[int | None, Field(ge=1, description="first N rows of each suite")] = None,
     weave_project: Annotated[str | None, Field(description="default: local/evalflow")] = None,
 ) -> dict[str, Any]:

@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 ROWS = questions(20)
 
 
-def prefect_cli(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def prefect_cli(
+    api_url: str, *args: str, evals_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PREFECT_API_URL": api_url, "EVALFLOW_REPO": str(REPO)}
+    if evals_dir is not None:
+        env["EVALFLOW_EVALS_DIR"] = str(evals_dir)
     return subprocess.run(
         [sys.executable, "-m", "prefect", *args],
         cwd=REPO,
@@ -47,10 +51,19 @@ def run_worker_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def deployed(prefect_server: str) -> str:
+def deployed_evals(tmp_path_factory: pytest.TempPathFactory, sim_server: SimEndpoint) -> Path:
+    """The evals folder the deployments are made from (their form lists its suites)."""
+    folder = tmp_path_factory.mktemp("deployed-evals")
+    write_suite(folder, "deployed", ROWS, sim_server.base_url, {"oracle": {}})
+    write_suite(folder, "other", ROWS, sim_server.base_url, {"oracle": {}})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: str, deployed_evals: Path) -> str:
     pool = prefect_cli(prefect_server, "work-pool", "create", "evalflow", "--type", "process")
     assert pool.returncode == 0, pool.stdout + pool.stderr
-    deploy = prefect_cli(prefect_server, "--no-prompt", "deploy", "--all")
+    deploy = prefect_cli(prefect_server, "--no-prompt", "deploy", "--all", evals_dir=deployed_evals)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     return prefect_server
 
@@ -63,7 +76,10 @@ def test_deploy_all_creates_the_three_deployments_with_the_nightly_schedule(
         evaluate = client.read_deployment_by_name("evaluate/evaluate")
         backfill = client.read_deployment_by_name("backfill-model/backfill-model")
     assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]  # type: ignore[union-attr]
-    assert evaluate.parameter_openapi_schema["properties"]["limit"]["anyOf"][0]["minimum"] == 1
+    form = evaluate.parameter_openapi_schema["properties"]
+    assert form["limit"]["anyOf"][0]["minimum"] == 1
+    assert form["suite"]["enum"] == ["deployed", "other"]  # a choice of the suites in evals/
+    assert form["models"]["anyOf"][0]["items"]["enum"] == ["oracle"]
     assert backfill.work_pool_name == "evalflow"
 
 
@@ -71,17 +87,16 @@ def test_bad_parameters_are_refused_before_a_run_exists(deployed: str) -> None:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("evaluate/evaluate")
         before = len(client.read_flow_runs())
-        with pytest.raises(PrefectHTTPStatusError, match=r"409|422"):
-            client.create_flow_run_from_deployment(
-                deployment.id, parameters={"suite": "qa-basics", "limit": 0}
-            )
+        for bad in ({"suite": "deployed", "limit": 0}, {"suite": "no-such-suite"}):
+            with pytest.raises(PrefectHTTPStatusError, match=r"409|422"):
+                client.create_flow_run_from_deployment(deployment.id, parameters=bad)
         assert len(client.read_flow_runs()) == before
 
 
 def test_a_run_triggered_through_the_api_is_run_by_a_worker_and_reaches_the_leaderboard(
-    deployed: str, tmp_path: Path, sim: SimEndpoint, evalflow_home: Path
+    deployed: str, deployed_evals: Path, sim: SimEndpoint, evalflow_home: Path
 ) -> None:
-    folder = write_suite(tmp_path / "evals", "deployed", ROWS, sim.base_url, {"oracle": {}})
+    folder = deployed_evals
     sim.configure(answer_key=answer_key(ROWS))
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("evaluate/evaluate")

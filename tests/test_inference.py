@@ -96,3 +96,29 @@ def test_fatal_errors_fail_fast_without_retries(
         run(sim, model=model)
     assert time.monotonic() - started < 5
     assert sim.stats()["by_status"].get(status, 0) <= 32  # at most the first wave, no retries
+
+
+def test_429s_shrink_the_requests_in_flight_which_grow_back_once_they_stop(
+    sim: SimEndpoint,
+) -> None:
+    from evalflow.limiter import limiter_for
+
+    limits = {"max_concurrency": 32, "timeout_s": 2.0, "max_attempts": 10}
+    cap = limiter_for(sim.base_url, "aimd", Limits(**limits)).concurrency
+    sim.configure(answer_key=KEY, models={"aimd": 1.0}, error_429=0.3, latency_ms=20, seed=5)
+    storm = run(sim, "aimd", **limits)
+    assert all(a.error is None for a in storm)  # retried, bounded, none lost
+    assert max(a.attempts for a in storm) <= 10
+    shrunk = cap.limit
+    assert shrunk < 32  # cut on 429s (by 0.7, at most once a second)
+
+    sim.configure(error_429=0.0)  # 429s over
+    run(sim, "aimd", rows=ROWS[:60], **limits)
+    after = sim.stats()["peak_in_flight"]
+    assert after <= shrunk + 4 and after < 32, (after, shrunk)  # the smaller cap, at first
+    rows = [Row(str(i), i, {"question": f"question {i % 300}?"}, "", {}) for i in range(1200)]
+    run(sim, "aimd", rows=rows, **limits)
+    assert cap.limit == 32  # grown back one by one, after a cap's worth of clean answers
+    sim.reset()
+    run(sim, "aimd", **limits)
+    assert sim.stats()["peak_in_flight"] == 32  # the endpoint sees all of it again

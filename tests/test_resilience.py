@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from evalflow import budget
 from evalflow.endpoints import SimEndpoint
 from evalflow.errors import FatalRequestError
 from flows.evaluate import evaluate
@@ -66,9 +67,13 @@ def test_insufficient_quota_fails_fast(
     sim.configure(answer_key=answer_key(ROWS), quota=1.0)
     started = time.monotonic()
     with pytest.raises(FatalRequestError, match=r"\(429\): You exceeded your current quota"):
-        evaluate(suite="quota", weave_project="local/quota")
+        evaluate(suite="quota", chunk_size=20, weave_project="local/quota")
     assert time.monotonic() - started < 15
-    assert sim.stats()["total"] <= 64  # the first wave at most, nothing retried
+    # 10 chunks of 20 on 4 threads: the chunks running at the first refusal send their first
+    # wave (80 at most, nothing retried); chunks started after it send nothing, bar a race or
+    # two with the flow noticing it.
+    assert sim.stats()["total"] <= 120
+    assert budget.current().exceeded() is None  # the failed run left no budget behind
 
 
 def test_a_killed_run_started_again_does_not_ask_again_for_saved_answers(
@@ -223,3 +228,54 @@ def test_a_canary_key_reaches_no_file_log_or_artifact(
     assert all(canary not in log.message for log in logs)
     assert all(canary not in str(a.data) + str(a.description) for a in artifacts)
     assert all(canary not in str(r.parameters) for r in runs)
+
+
+def test_retry_errors_re_runs_only_the_failed_rows_of_a_run(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = ROWS[:200]
+    once = {"limits": {"max_attempts": 1, "max_concurrency": 8}}  # a 500 fails its row
+    folder = write_suite(tmp_path / "e", "flaky", rows, sim.base_url, {"oracle": once})
+    env = {**os.environ, "EVALFLOW_EVALS_DIR": str(folder), "PREFECT_API_URL": prefect_server}
+    sim.configure(answer_key=answer_key(rows), error_500=0.2)
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    first = evaluate(suite="flaky", max_error_fraction=1.0, weave_project="local/flaky")
+    failed = results(first["folder"])["error_class"].notna().sum()
+    assert 10 < failed < 80  # about 20% of 200
+
+    sim.configure(error_500=0.0)  # healthy again; counters reset
+    command = [sys.executable, "-m", "evalflow.cli", "run", "flaky"]
+    retry = subprocess.run(
+        [*command, "--retry-errors", first["run_id"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert retry.returncode == 0, retry.stderr
+    assert sim.stats()["total"] == failed  # the answered rows were not asked again
+    assert f"run {first['run_id']} finished" in retry.stdout
+    frame = results(first["folder"])
+    assert len(frame) == 200 and frame["error_class"].isna().all()
+    assert list(frame["output"]) == [r["answer"] for r in rows]
+
+    wrong_suite = subprocess.run(
+        [sys.executable, "-m", "evalflow.cli", "run", "other", "--retry-errors", first["run_id"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    unknown = subprocess.run(
+        [*command, "--retry-errors", "flaky-20260101-0000000000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for refused in (wrong_suite, unknown):
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "evaluated suite 'flaky', not 'other'" in wrong_suite.stderr
+    assert "no run 'flaky-20260101-0000000000'" in unknown.stderr
+    assert first["run_id"] in unknown.stderr  # the known runs are listed
+    assert sim.stats()["total"] == failed  # the refused commands sent nothing

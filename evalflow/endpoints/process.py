@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,7 +35,11 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 class ServerProcess:
-    """A child process serving HTTP; its output is kept (last lines) for error messages."""
+    """A child process serving HTTP; its output is kept (last lines) for error messages.
+
+    With a log file, the child writes to it directly (it outlives us when left running in the
+    background, without a pipe to break) and we follow the file; without one, we read a pipe.
+    """
 
     def __init__(
         self,
@@ -48,30 +53,62 @@ class ServerProcess:
         self.first_line = threading.Event()
         self.url: str | None = None
         full_env = {**os.environ, **offline_environment(), **(env or {})}
-        self._log = log_path.open("a", encoding="utf-8") if log_path else None
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=full_env,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
+        sink: Any = subprocess.PIPE
+        offset = 0
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            sink = log_path.open("a", encoding="utf-8")
+            offset = sink.tell()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, *argv],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
+            )
+        finally:
+            if log_path is not None:
+                sink.close()  # the child has its own handle
+        self._reader = threading.Thread(
+            target=self._read_pipe if log_path is None else self._follow,
+            args=() if log_path is None else (log_path, offset),
+            daemon=True,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
-    def _read(self) -> None:
+    def _take(self, line: str) -> None:
+        self.tail.append(line.rstrip("\n"))
+        if line.startswith("listening on ") and self.url is None:
+            self.url = line.removeprefix("listening on ").strip()
+            self.first_line.set()
+
+    def _read_pipe(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.tail.append(line.rstrip("\n"))
-            if self._log is not None:
-                self._log.write(line)
-                self._log.flush()
-            if line.startswith("listening on ") and self.url is None:
-                self.url = line.removeprefix("listening on ").strip()
-                self.first_line.set()
+            self._take(line)
+        self.first_line.set()
+
+    def _follow(self, path: Path, offset: int) -> None:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            handle.seek(offset)
+            pending = ""
+            while True:
+                piece = handle.readline()
+                if piece:
+                    pending += piece
+                    if pending.endswith("\n"):
+                        self._take(pending)
+                        pending = ""
+                    continue
+                if self.proc.poll() is not None:  # gone: read what it wrote last
+                    for line in (pending + handle.read()).splitlines():
+                        self._take(line)
+                    break
+                time.sleep(0.05)
         self.first_line.set()
 
     def output(self) -> str:
@@ -113,9 +150,6 @@ class ServerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=timeout)
         self._reader.join(timeout=2)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 def answers(url: str) -> bool:

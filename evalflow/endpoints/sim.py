@@ -108,6 +108,7 @@ class SimServer:
         self.started = time.monotonic()
         self.first_answer = 0.0
         self.last_answer = 0.0
+        self.peak_in_flight = self.in_flight = getattr(self, "in_flight", 0)
 
     def stats(self) -> dict[str, Any]:
         by_status: Counter[str] = Counter()
@@ -120,6 +121,7 @@ class SimServer:
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "seconds": time.monotonic() - self.started,
             "answering_seconds": self.last_answer - self.first_answer,
+            "peak_in_flight": self.peak_in_flight,
         }
 
     def answer(self, model: str, prompt: str) -> str:
@@ -164,6 +166,14 @@ class SimServer:
         return wait
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json(loads=json.loads)
         except (json.JSONDecodeError, UnicodeDecodeError):
