@@ -22,12 +22,15 @@ def home_dir(*parts: str) -> Path:
 
 
 def offline_environment() -> dict[str, str]:
-    """Settings that keep telemetry on this machine, for processes evalflow starts itself."""
+    """Settings that keep telemetry on this machine, for processes evalflow starts itself, and
+    a patient start of the ephemeral Prefect server (its 20 s default fails on a busy 2-core
+    machine, seen while a compiler ran beside it)."""
     return {
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "WANDB_ERROR_REPORTING": "false",
         "WEAVE_DISABLED_TELEMETRY": "true",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
 
 
