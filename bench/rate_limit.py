@@ -17,7 +17,6 @@ predict raised). evalflow is told the limit (`limits.rpm`); the plain Weave eval
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import tempfile
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.contenders import plain_weave_evaluation
 from bench.results import write_section
 
 LATENCY_MS = 50
@@ -84,41 +84,6 @@ def run_evalflow(sim: Any, rows: list[dict[str, str]], rpm: int, chunk_size: int
     return int(frame["error_class"].notna().sum())
 
 
-def run_weave_evaluation(sim: Any, rows: list[dict[str, str]], max_retries: int) -> int:
-    """A plain weave.Evaluation whose model calls the endpoint; return its failed rows."""
-    import weave
-    from openai import AsyncOpenAI
-
-    from evalflow.weave_setup import flush_weave, init_weave
-
-    init_weave("local/bench-ratelimit-weave")
-    client = AsyncOpenAI(base_url=sim.base_url, api_key="bench", max_retries=max_retries)
-    failures: list[str] = []
-
-    class Endpoint(weave.Model):
-        @weave.op
-        async def predict(self, question: str) -> str:
-            try:
-                answer = await client.chat.completions.create(
-                    model="oracle", messages=[{"role": "user", "content": question}]
-                )
-            except Exception as exc:
-                failures.append(type(exc).__name__)
-                raise
-            return answer.choices[0].message.content or ""
-
-    @weave.op
-    def exact_match(answer: str, output: str) -> dict[str, bool]:
-        return {"correct": answer == output}
-
-    evaluation = weave.Evaluation(
-        name="ratelimit", dataset=weave.Dataset(name="ratelimit", rows=rows), scorers=[exact_match]
-    )
-    asyncio.run(evaluation.evaluate(Endpoint(name="oracle")))
-    flush_weave()
-    return len(failures)
-
-
 def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -153,7 +118,9 @@ def main() -> None:
     with sim_endpoint(answer_key=answer_key(rows), latency_ms=LATENCY_MS, rpm=args.rpm) as sim:
         contenders = {
             evalflow_name: lambda: run_evalflow(sim, rows, args.rpm, args.chunk_size),
-            weave_name: lambda: run_weave_evaluation(sim, rows, args.weave_max_retries),
+            weave_name: lambda: plain_weave_evaluation(
+                sim.base_url, rows, "bench-ratelimit-weave", args.weave_max_retries
+            ),
         }
         for name, run in contenders.items():
             sim.configure(rpm=args.rpm)  # a fresh profile: an empty rate window, zero counters

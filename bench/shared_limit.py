@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,44 +29,18 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from evalflow.endpoints import sim_endpoint
-    from tests.suites import answer_key, questions, write_suite
+    from tests.suites import answer_key, questions, start_shared_runs
 
     rows = questions(args.rows)
     limit_rps = args.rpm / 60
-    limits: dict[str, object] = {
-        "limits": {"rpm": args.rpm, "max_concurrency": 16, "timeout_s": 5.0}
-    }
     work = Path(tempfile.mkdtemp(prefix="bench-shared-"))
     with (
         prefect_test_harness(server_startup_timeout=60),
         sim_endpoint(answer_key=answer_key(rows), latency_ms=10) as sim,
     ):
         api = str(PREFECT_API_URL.value())
-        folders = [
-            write_suite(work / f"p{i}", f"shared{i}", rows, sim.base_url, {"oracle": limits})
-            for i in range(2)
-        ]
         sim.reset()
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "evalflow.cli",
-                    "run",
-                    f"shared{i}",
-                    "--chunk-size",
-                    "20",
-                    "--weave-project",
-                    f"local/shared{i}",
-                ],
-                env={**os.environ, "EVALFLOW_EVALS_DIR": str(folders[i]), "PREFECT_API_URL": api},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for i in range(2)
-        ]
+        procs = start_shared_runs(work, rows, sim.base_url, api, args.rpm)
         codes = [proc.wait(timeout=1800) for proc in procs]
         stats = sim.stats()
     answered = int(stats["by_status"].get("200", 0))

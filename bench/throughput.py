@@ -11,13 +11,13 @@ concurrency / latency (160 rows/s at 32 and 200 ms).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.contenders import plain_weave_evaluation
 from bench.results import write_section
 
 
@@ -36,34 +36,6 @@ def run_evalflow(sim: Any, rows: list[dict[str, str]], concurrency: int) -> None
     write_suite(folder, "bench", rows, sim.base_url, {"oracle": limits})
     os.environ["EVALFLOW_EVALS_DIR"] = str(folder)
     evaluate(suite="bench", chunk_size=500, weave_project="local/bench-evalflow")
-
-
-def run_weave_evaluation(sim: Any, rows: list[dict[str, str]]) -> None:
-    import weave
-    from openai import AsyncOpenAI
-
-    from evalflow.weave_setup import flush_weave, init_weave
-
-    init_weave("local/bench-weave")
-    client = AsyncOpenAI(base_url=sim.base_url, api_key="bench", max_retries=0)
-
-    class Endpoint(weave.Model):
-        @weave.op
-        async def predict(self, question: str) -> str:
-            answer = await client.chat.completions.create(
-                model="oracle", messages=[{"role": "user", "content": question}]
-            )
-            return answer.choices[0].message.content or ""
-
-    @weave.op
-    def exact_match(answer: str, output: str) -> dict[str, bool]:
-        return {"correct": answer == output}
-
-    evaluation = weave.Evaluation(
-        name="bench", dataset=weave.Dataset(name="bench", rows=rows), scorers=[exact_match]
-    )
-    asyncio.run(evaluation.evaluate(Endpoint(name="oracle")))
-    flush_weave()
 
 
 def run_naive_prefect(sim: Any, rows: list[dict[str, str]], concurrency: int) -> None:
@@ -106,7 +78,7 @@ def main() -> None:
         contenders = {
             "evalflow (chunks, asyncio, traced)": lambda: run_evalflow(sim, rows, args.concurrency),
             f"plain weave.Evaluation (WEAVE_PARALLELISM={args.concurrency}, async predict)": (
-                lambda: run_weave_evaluation(sim, rows)
+                lambda: plain_weave_evaluation(sim.base_url, rows, "bench-weave")
             ),
             f"naive Prefect flow (a task per row, .map, {args.concurrency} threads)": (
                 lambda: run_naive_prefect(sim, rows, args.concurrency)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -52,3 +55,25 @@ def write_suite(
     ]
     (folder / "models.yaml").write_text(yaml.safe_dump({"models": registry}))
     return folder
+
+
+def start_shared_runs(
+    folder: Path, rows: list[dict[str, str]], base_url: str, api_url: str, rpm: int
+) -> list[subprocess.Popen[str]]:
+    """Two `evalflow run` processes at once (suites shared0 and shared1, chunks of 20) whose
+    model has `limits.rpm`, so they share one Prefect limit on the server at api_url."""
+    limits = {"limits": {"rpm": rpm, "max_concurrency": 16, "timeout_s": 5.0}}
+    procs = []
+    for i in range(2):
+        evals = write_suite(folder / f"p{i}", f"shared{i}", rows, base_url, {"oracle": limits})
+        command = ["run", f"shared{i}", "--chunk-size", "20", "--weave-project", f"local/shared{i}"]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "evalflow.cli", *command],
+                env={**os.environ, "EVALFLOW_EVALS_DIR": str(evals), "PREFECT_API_URL": api_url},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return procs

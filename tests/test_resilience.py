@@ -17,7 +17,7 @@ from evalflow import budget
 from evalflow.endpoints import SimEndpoint
 from evalflow.errors import FatalRequestError
 from flows.evaluate import evaluate
-from tests.suites import answer_key, questions, write_suite
+from tests.suites import answer_key, questions, start_shared_runs, write_suite
 
 ROWS = questions(2000)
 FAST = {"limits": {"max_concurrency": 64, "timeout_s": 1.0, "max_attempts": 10}}
@@ -127,36 +127,8 @@ def test_two_processes_share_one_rate_limit(
     prefect_server: str, tmp_path: Path, sim: SimEndpoint
 ) -> None:
     rows = questions(300)
-    limits = {"limits": {"rpm": 1200, "max_concurrency": 16, "timeout_s": 5.0}}  # 20/s
-    folders = [
-        write_suite(tmp_path / f"p{i}", f"shared{i}", rows, sim.base_url, {"oracle": limits})
-        for i in range(2)
-    ]
     sim.configure(answer_key=answer_key(rows), latency_ms=10)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "evalflow.cli",
-                "run",
-                f"shared{i}",
-                "--chunk-size",
-                "20",
-                "--weave-project",
-                f"local/shared{i}",
-            ],
-            env={
-                **os.environ,
-                "EVALFLOW_EVALS_DIR": str(folders[i]),
-                "PREFECT_API_URL": prefect_server,
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = start_shared_runs(tmp_path, rows, sim.base_url, prefect_server, rpm=1200)  # 20/s
     try:
         for proc in procs:
             assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""

@@ -91,6 +91,7 @@ class SimServer:
 
     def __init__(self, profile: SimProfile) -> None:
         self.seen: Counter[tuple[str, str]] = Counter()
+        self.in_flight = 0
         self.set_profile(profile)
         self.reset_stats()
 
@@ -108,7 +109,7 @@ class SimServer:
         self.started = time.monotonic()
         self.first_answer = 0.0
         self.last_answer = 0.0
-        self.peak_in_flight = self.in_flight = getattr(self, "in_flight", 0)
+        self.peak_in_flight = self.in_flight
 
     def stats(self) -> dict[str, Any]:
         by_status: Counter[str] = Counter()
