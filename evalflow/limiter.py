@@ -106,11 +106,11 @@ class AdaptiveConcurrency:
     def on_rate_limited(self) -> None:
         """A 429: shrink the cap, at most once per cooldown (one episode, one decrease)."""
         with self._lock:
+            self._successes = 0  # the run of clean answers is broken, cut or not
             now = time.monotonic()
             if now - self._last_decrease >= self.cooldown_s:
                 self.limit = max(self.minimum, int(self.limit * self.decrease))
                 self._last_decrease = now
-                self._successes = 0
 
     def on_success(self) -> None:
         """A clean answer: after `limit` of them in a row, grow the cap by one."""

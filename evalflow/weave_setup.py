@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 import threading
 from typing import Any
 
 from evalflow.errors import WeaveStoreError
 from evalflow.home import apply_offline_environment, home_dir
+from evalflow.weave_speedups import remember_wandb_is_absent, use_attribute_is_op
 
 DEFAULT_PROJECT = "local/evalflow"
 PROJECT_ENV = "EVALFLOW_WEAVE_PROJECT"
@@ -30,15 +29,6 @@ def project_name(project: str | None = None) -> str:
     return name
 
 
-def _remember_wandb_is_absent() -> None:
-    """weave looks for a wandb run with `import wandb` at every call start and end; without
-    wandb installed, each failed import searches sys.path again under the import lock (a fifth
-    of the CPU per traced call, measured by bench/scale.py). A None in sys.modules makes that
-    import fail at once, as it would anyway."""
-    if "wandb" not in sys.modules and importlib.util.find_spec("wandb") is None:
-        sys.modules["wandb"] = None  # type: ignore[assignment]
-
-
 def init_weave(project: str | None = None) -> Any:
     """The weave client for the project, set as weave's global client."""
     global _current
@@ -47,7 +37,7 @@ def init_weave(project: str | None = None) -> Any:
         if _current is not None and _current[0] == name:
             return _current[1]
         apply_offline_environment()
-        _remember_wandb_is_absent()
+        remember_wandb_is_absent()
         if _current is not None:  # switching projects: finish with the old client first
             from weave.trace.context.weave_client_context import set_weave_client_global
 
@@ -68,6 +58,7 @@ def init_weave(project: str | None = None) -> Any:
             import weave
 
             client = weave.init(name)
+        use_attribute_is_op()
         _current = (name, client)
         return client
 
