@@ -14,12 +14,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import weave
 from weave.flow.leaderboard import Leaderboard, LeaderboardColumn, get_leaderboard_results
 
 from evalflow.config import Generation, ModelSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import UnknownNameError, WeaveStoreError
+from evalflow.scored_evaluation import ScoredRows, clean_score, evaluate_scored
 from evalflow.scorers import make_scorer
 
 _ANSWERS: dict[str, dict[str, str | None]] = {}
@@ -66,18 +68,45 @@ class ModelEvaluation:
     summary: dict[str, Any]
 
 
+def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows | None:
+    """A model's collected rows (its part of the run's frame) in dataset order, with their
+    scores, when every scorer of the suite is built in (None otherwise)."""
+    labels = [spec.label for spec in suite.scorers]
+    if any(spec.kind == "python" for spec in suite.scorers):
+        return None
+    by_id = frame.set_index("row_id")
+    ordered = by_id.loc[[row.id for row in rows]]
+    return ScoredRows(
+        outputs=[None if pd.isna(v) else str(v) for v in ordered["output"]],
+        latencies=[float(v) for v in ordered["latency_s"]],
+        scores={label: [clean_score(v) for v in ordered[f"score:{label}"]] for label in labels},
+    )
+
+
 def evaluate_stored(
-    suite: Suite, rows: list[Row], spec: ModelSpec, outputs: dict[str, str | None]
+    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame
 ) -> tuple[ModelEvaluation, str]:
-    """Run the suite's weave.Evaluation on a model's collected answers; return its summary
-    and the evaluation's ref."""
+    """The suite's Weave evaluation of a model's collected answers (its part of the run's
+    frame, already scored); return its summary and the evaluation's ref. Built-in scorers:
+    the scored rows are recorded as they are (evalflow/scored_evaluation.py); a Python scorer:
+    weave.Evaluation runs over the stored answers."""
     evaluation = build_evaluation(suite, rows)
     model = model_identity(spec, suite)
-    _ANSWERS[spec.name] = outputs
-    try:
-        summary = asyncio.run(evaluation.evaluate(model))
-    finally:
-        _ANSWERS.pop(spec.name, None)
+    scored = scored_rows(suite, rows, frame)
+    if scored is not None:
+        summary = evaluate_scored(evaluation, model, scored)
+    else:
+        # Saved before its answers are in _ANSWERS: weave keeps the module globals an op reads
+        # in the op's saved code, so the answers would make the model a new version each run.
+        weave.publish(model, name=spec.name)
+        _ANSWERS[spec.name] = {
+            str(r): None if pd.isna(o) else str(o)
+            for r, o in zip(frame["row_id"], frame["output"], strict=True)
+        }
+        try:
+            summary = asyncio.run(evaluation.evaluate(model))
+        finally:
+            _ANSWERS.pop(spec.name, None)
     eval_ref = weave.publish(evaluation, name=suite.name).uri()
     model_ref = weave.publish(model, name=spec.name).uri()
     return ModelEvaluation(spec.name, model_ref, dict(summary)), eval_ref

@@ -186,14 +186,8 @@ def evaluate(
         )
     eval_ref = ""
     for model_spec in specs:
-        outputs = dict(
-            zip(
-                frame.loc[frame["model"] == model_spec.name, "row_id"],
-                frame.loc[frame["model"] == model_spec.name, "output"],
-                strict=True,
-            )
-        )
-        _, eval_ref = weave_evaluation(spec, rows, model_spec, outputs)
+        mine = frame[frame["model"] == model_spec.name]
+        _, eval_ref = weave_evaluation(spec, rows, model_spec, mine)
     leaderboard_ref = publish(spec, eval_ref, summary, run_id)
     return {
         "run_id": run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -12,6 +13,6 @@ from evalflow.evaluation import ModelEvaluation, evaluate_stored
 
 @task(name="weave-evaluation", cache_policy=NONE, task_run_name="evaluate-{spec.name}")
 def weave_evaluation(
-    suite: Suite, rows: list[Row], spec: ModelSpec, outputs: dict[str, str | None]
+    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame
 ) -> tuple[ModelEvaluation, str]:
-    return evaluate_stored(suite, rows, spec, outputs)
+    return evaluate_stored(suite, rows, spec, frame)

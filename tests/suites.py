@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import weave
 import yaml
 
 from evalflow.endpoints.sim import unit_hash
@@ -77,3 +78,9 @@ def start_shared_runs(
             )
         )
     return procs
+
+
+@weave.op
+def answer_is_even(output: str | None, target: str) -> dict[str, bool]:
+    """A `kind: python` scorer for the tests: is the answer an even number."""
+    return {"even": str(output).strip().isdigit() and int(str(output)) % 2 == 0}
