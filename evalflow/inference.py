@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx2
 import openai
@@ -88,6 +88,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._handle: TextIO | None = None
 
     def load(self) -> dict[str, Answer]:
         answers: dict[str, Answer] = {}
@@ -102,9 +103,17 @@ class Journal:
         return answers
 
     def append(self, answers: list[Answer]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps(asdict(a)) + "\n" for a in answers))
+        """Write and flush the answers: a crash after this keeps them."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a", encoding="utf-8")
+        self._handle.write("".join(json.dumps(asdict(a)) + "\n" for a in answers))
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 def _fatal(target: Target, exc: openai.APIStatusError) -> FatalRequestError:
@@ -245,6 +254,9 @@ async def answer_chunk(
                         group.create_task(run(row, msgs))
             except BaseExceptionGroup as group_error:
                 raise _first_error(group_error) from None
+            finally:
+                if journal is not None:
+                    journal.close()
     return [reused.get(row.id) or fresh[row.id] for row in rows]
 
 

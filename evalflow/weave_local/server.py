@@ -56,7 +56,7 @@ from weave.vendor.weave_server_sdk.types.table_query_response import Row
 
 from evalflow.weave_local.db import Database, dumps, loads
 from evalflow.weave_local.query import get_path, matches, sort_records
-from evalflow.weave_local.redact import redact
+from evalflow.weave_local.redact import known_secrets, redact
 from evalflow.weave_local.refs import PREFIX, op_base_name, parse_ref, refs_in
 
 CHUNK = 500  # SQLite parameters per IN (...)
@@ -135,8 +135,9 @@ class LocalTraceServer:
         start = req["start"]
         call_id = start.get("id") or str(uuid.uuid4())
         trace_id = start.get("trace_id") or str(uuid.uuid4())
-        inputs = redact(start.get("inputs") or {})
-        attributes = redact(start.get("attributes") or {})
+        secrets = known_secrets()
+        inputs = redact(start.get("inputs") or {}, secrets)
+        attributes = redact(start.get("attributes") or {}, secrets)
         values = (
             start["project_id"],
             call_id,
@@ -460,7 +461,8 @@ class LocalTraceServer:
 
     def table_create(self, req: Any) -> TableCreateResponse:
         table = req["table"]
-        rows = [redact(r) for r in table["rows"]]
+        secrets = known_secrets()
+        rows = [redact(r, secrets) for r in table["rows"]]
         digests = [compute_row_digest(r) for r in rows]
         digest = self._store_table(
             table["project_id"],
@@ -500,15 +502,16 @@ class LocalTraceServer:
         project_id = req["project_id"]
         digests = self._row_digests(project_id, req["base_digest"])
         new_rows: list[tuple[str, str]] = []
+        secrets = known_secrets()
         for update in req["updates"]:
             if "append" in update:
-                row = redact(update["append"]["row"])
+                row = redact(update["append"]["row"], secrets)
                 digests.append(compute_row_digest(row))
                 new_rows.append((digests[-1], dumps(row)))
             elif "pop" in update:
                 digests.pop(update["pop"]["index"])
             elif "insert" in update:
-                row = redact(update["insert"]["row"])
+                row = redact(update["insert"]["row"], secrets)
                 d = compute_row_digest(row)
                 digests.insert(update["insert"]["index"], d)
                 new_rows.append((d, dumps(row)))
