@@ -27,6 +27,7 @@ from evalflow.config import WANDB_BASE_URL, Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError, FatalRequestError
 from evalflow.limiter import estimate_tokens, limiter_for
+from evalflow.openai_speedups import skip_plain_chat_transform
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
 
 LOCAL_LLM_ENV = "EVALFLOW_LOCAL_LLM_URL"  # a local LLM already running (evalflow up)
@@ -223,6 +224,7 @@ async def answer_chunk(
     todo = [(row, msgs) for row, msgs in zip(rows, messages, strict=True) if row.id not in reused]
     fresh: dict[str, Answer] = {}
     if todo:
+        skip_plain_chat_transform()
         limits = target.spec.limits
         http = openai.DefaultAioHttpClient(
             limits=httpx2.Limits(

@@ -122,3 +122,43 @@ def test_429s_shrink_the_requests_in_flight_which_grow_back_once_they_stop(
     sim.reset()
     run(sim, "aimd", **limits)
     assert sim.stats()["peak_in_flight"] == 32  # the endpoint sees all of it again
+
+
+def test_request_bodies_are_what_the_sdks_own_transform_sends(
+    sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evalflow skips the openai SDK's body transform for plain bodies: the body must be the
+    one the SDK would have sent, and any other body must still go through the SDK."""
+    import openai.resources.chat.completions.completions as chat_completions
+    from openai._utils import async_maybe_transform as sdk_transform
+
+    from evalflow.openai_speedups import plain_chat_body, skip_plain_chat_transform
+
+    skip_plain_chat_transform()  # installed now, so that answer_chunk keeps `compare` below
+    seen: list[tuple[object, object]] = []
+
+    async def compare(data: object, expected_type: object) -> object:
+        fast, sdk = plain_chat_body(data), await sdk_transform(data, expected_type)
+        seen.append((fast, sdk))
+        return sdk if fast is None else fast  # the fast body is the one sent
+
+    monkeypatch.setattr(chat_completions, "async_maybe_transform", compare)
+    sim.configure(answer_key=KEY)
+    spec = ModelSpec(name="oracle", model="oracle", endpoint=sim.base_url)
+    generation = Generation(temperature=0.0, max_tokens=16, seed=7, stop=["\n", "###"])
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "an example"},
+        {"role": "assistant", "content": "its answer"},
+        {"role": "user", "content": ROWS[0].inputs["question"]},
+    ]
+    answers = asyncio.run(
+        answer_chunk(ROWS[:1], Target(spec, sim.base_url), [messages], generation, "t")
+    )
+    assert answers[0].output == ROWS[0].target
+    (fast, sdk), *_ = seen
+    assert fast == sdk and isinstance(sdk, dict) and sdk["stop"] == ["\n", "###"]
+    assert "tools" not in sdk and sdk["messages"] == messages
+    # Content parts (not plain strings) are left to the SDK's transform.
+    parts = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    assert plain_chat_body({"model": "m", "messages": [parts]}) is None
