@@ -116,16 +116,38 @@ def leaderboard_name(suite: str) -> str:
     return f"{suite}-leaderboard"
 
 
-def publish_leaderboard(suite: Suite, eval_ref: str) -> str:
-    """One leaderboard per suite, a column per scorer (mean of the scored rows)."""
-    columns = [
-        LeaderboardColumn(
-            evaluation_object_ref=eval_ref,
-            scorer_name=spec.label,
-            summary_metric_path=f"{METRIC}.mean",
-        )
-        for spec in suite.scorers
-    ]
+def metric_path(summary: Any) -> str | None:
+    """The path of a scorer's headline figure in its evaluation summary: the mean of a
+    numeric score, else the fraction of a boolean one (weave's own summary of a Python
+    scorer), for the score itself or for its first field that has one."""
+    if not isinstance(summary, dict):
+        return None
+    for leaf in ("mean", "true_fraction"):
+        if isinstance(summary.get(leaf), int | float):
+            return leaf
+    for key, value in summary.items():
+        if isinstance(value, dict) and (found := metric_path(value)) and "." not in found:
+            return f"{key}.{found}"
+    return None
+
+
+def publish_leaderboard(suite: Suite, eval_ref: str, summaries: list[dict[str, Any]]) -> str:
+    """One leaderboard per suite, a column per scorer: the mean of the scored rows for the
+    built-in scorers; for a Python scorer, the figure `metric_path` finds in the models'
+    evaluation summaries (none if they hold no number)."""
+    columns = []
+    for spec in suite.scorers:
+        path = f"{METRIC}.mean" if spec.kind != "python" else None
+        for summary in summaries:
+            path = path or metric_path(summary.get(spec.label))
+        if path is not None:
+            columns.append(
+                LeaderboardColumn(
+                    evaluation_object_ref=eval_ref,
+                    scorer_name=spec.label,
+                    summary_metric_path=path,
+                )
+            )
     board = Leaderboard(
         name=leaderboard_name(suite.name),
         description=f"evalflow suite {suite.name}",

@@ -25,6 +25,7 @@ from evalflow.config import (
 )
 from evalflow.endpoints import local_llm
 from evalflow.errors import BudgetExceededError, ConfigError
+from evalflow.evaluation import ModelEvaluation
 from evalflow.inference import LOCAL_LLM_ENV, Answer, Target
 from evalflow.results import RunParameters, load_parameters, make_run_id, run_dir, save_parameters
 from evalflow.weave_setup import init_weave
@@ -194,10 +195,12 @@ def evaluate(
             f"command again (with a larger budget) to finish only the missing rows."
         )
     eval_ref = ""
+    evaluations: list[ModelEvaluation] = []
     for model_spec in specs:
         mine = frame[frame["model"] == model_spec.name]
-        _, eval_ref = weave_evaluation(spec, _unwalked(rows), model_spec, mine)
-    leaderboard_ref = publish(spec, eval_ref, summary, run_id)
+        evaluation, eval_ref = weave_evaluation(spec, _unwalked(rows), model_spec, mine)
+        evaluations.append(evaluation)
+    leaderboard_ref = publish(spec, eval_ref, evaluations, summary, run_id)
     return {
         "run_id": run_id,
         "folder": str(run_dir(run_id)),

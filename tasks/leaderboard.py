@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from evalflow.config import Suite
-from evalflow.evaluation import publish_leaderboard
+from evalflow.evaluation import ModelEvaluation, publish_leaderboard
 from evalflow.tables import markdown
 
 
@@ -20,8 +20,14 @@ def _artifact_key(text: str) -> str:
 
 
 @task(name="publish-leaderboard", cache_policy=NONE)
-def publish(suite: Suite, eval_ref: str, summary: pd.DataFrame, run_id: str) -> str:
-    ref = publish_leaderboard(suite, eval_ref)
+def publish(
+    suite: Suite,
+    eval_ref: str,
+    evaluations: list[ModelEvaluation],
+    summary: pd.DataFrame,
+    run_id: str,
+) -> str:
+    ref = publish_leaderboard(suite, eval_ref, [e.summary for e in evaluations])
     records: list[dict[str, Any]] = [
         {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
         for r in summary.to_dict("records")

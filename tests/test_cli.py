@@ -49,10 +49,10 @@ def test_ask_answers_through_an_endpoint(llm_url: str) -> None:
     assert "A: Paris" in result.stdout
 
 
-def test_ask_unknown_model_is_one_line(sim_server: object) -> None:
+def test_ask_unknown_model_is_one_line(sim: object) -> None:
     from evalflow.endpoints import SimEndpoint
 
-    assert isinstance(sim_server, SimEndpoint)
-    result = evalflow("ask", "hi", "--base-url", sim_server.base_url, "--model", "nope")
+    assert isinstance(sim, SimEndpoint)  # reset to the default profile (no key required)
+    result = evalflow("ask", "hi", "--base-url", sim.base_url, "--model", "nope")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "nope" in result.stderr
