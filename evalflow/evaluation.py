@@ -116,30 +116,35 @@ def leaderboard_name(suite: str) -> str:
     return f"{suite}-leaderboard"
 
 
+def _headline(summary: dict[str, Any]) -> str | None:
+    for leaf in ("mean", "true_fraction"):
+        if isinstance(summary.get(leaf), int | float):
+            return leaf
+    return None
+
+
 def metric_path(summary: Any) -> str | None:
     """The path of a scorer's headline figure in its evaluation summary: the mean of a
     numeric score, else the fraction of a boolean one (weave's own summary of a Python
     scorer), for the score itself or for its first field that has one."""
     if not isinstance(summary, dict):
         return None
-    for leaf in ("mean", "true_fraction"):
-        if isinstance(summary.get(leaf), int | float):
-            return leaf
+    if leaf := _headline(summary):
+        return leaf
     for key, value in summary.items():
-        if isinstance(value, dict) and (found := metric_path(value)) and "." not in found:
-            return f"{key}.{found}"
+        if isinstance(value, dict) and (leaf := _headline(value)):
+            return f"{key}.{leaf}"
     return None
 
 
 def publish_leaderboard(suite: Suite, eval_ref: str, summaries: list[dict[str, Any]]) -> str:
     """One leaderboard per suite, a column per scorer: the mean of the scored rows for the
     built-in scorers; for a Python scorer, the figure `metric_path` finds in the models'
-    evaluation summaries (none if they hold no number)."""
+    evaluation summaries (no column if they hold no number)."""
     columns = []
     for spec in suite.scorers:
-        path = f"{METRIC}.mean" if spec.kind != "python" else None
-        for summary in summaries:
-            path = path or metric_path(summary.get(spec.label))
+        found = (metric_path(summary.get(spec.label)) for summary in summaries)
+        path = f"{METRIC}.mean" if spec.kind != "python" else next(filter(None, found), None)
         if path is not None:
             columns.append(
                 LeaderboardColumn(

@@ -12,6 +12,7 @@ agree on the bodies evalflow sends.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +25,6 @@ _CHAT_BODIES = (
     completion_create_params.CompletionCreateParamsStreaming,
 )
 _SCALARS = (str, int, float, bool, type(None))
-_installed: list[bool] = []
 
 
 def _is_plain(key: str, value: Any) -> bool:
@@ -49,11 +49,9 @@ def plain_chat_body(data: Any) -> dict[str, Any] | None:
     return body if all(_is_plain(k, v) for k, v in body.items()) else None
 
 
+@functools.cache
 def skip_plain_chat_transform() -> None:
     """Route chat request bodies through `plain_chat_body` first (once a process)."""
-    if _installed:
-        return
-    _installed.append(True)
     sdk_transform: Callable[..., Awaitable[Any]] = chat_completions.async_maybe_transform
 
     async def transform(data: Any, expected_type: Any) -> Any:

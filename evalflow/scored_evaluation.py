@@ -31,7 +31,7 @@ from typing import Any
 import weave
 
 from evalflow.errors import WeaveStoreError
-from evalflow.scorers import stats
+from evalflow.scorers import correct_summary
 
 _PENDING: ContextVar[ScoredRows | None] = ContextVar("evalflow_scored_rows", default=None)
 
@@ -46,10 +46,7 @@ class ScoredRows:
     scores: dict[str, list[bool | None]]
 
     def summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {}
-        for label, values in self.scores.items():
-            scored: list[bool | float] = [v for v in values if v is not None]
-            summary[label] = {"correct": {**stats(scored), "excluded": len(values) - len(scored)}}
+        summary = {label: correct_summary(values) for label, values in self.scores.items()}
         answered = [
             latency
             for output, latency in zip(self.outputs, self.latencies, strict=True)

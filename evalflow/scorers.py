@@ -87,8 +87,13 @@ class RowScorer(weave.Scorer):
 
     @weave.op
     def summarize(self, score_rows: list) -> dict | None:
-        values = [r["correct"] for r in score_rows if r and r.get("correct") is not None]
-        return {"correct": {**stats(values), "excluded": len(score_rows) - len(values)}}
+        return correct_summary([r.get("correct") if r else None for r in score_rows])
+
+
+def correct_summary(values: list[bool | None]) -> dict[str, Any]:
+    """A built-in scorer's summary: stats of the scored rows, and how many had no score."""
+    scored: list[bool | float] = [v for v in values if v is not None]
+    return {"correct": {**stats(scored), "excluded": len(values) - len(scored)}}
 
 
 def make_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
