@@ -42,16 +42,3 @@ class RunBudget:
                 f"({self.errors:,} failed, {self.errors - int(allowed):,} over)"
             )
         return None
-
-
-_current = RunBudget()
-
-
-def start(total_rows: int, max_tokens: int | None, max_error_fraction: float) -> RunBudget:
-    global _current
-    _current = RunBudget(total_rows, max_tokens, max_error_fraction)
-    return _current
-
-
-def current() -> RunBudget:
-    return _current

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from evalflow.errors import EvalflowError
 from evalflow.home import apply_offline_environment
+
+if TYPE_CHECKING:
+    from evalflow.plan import RunPlan
+    from evalflow.run_context import RunContext
 
 app = typer.Typer(
     help="evalflow: LLM evaluations as scheduled, orchestrated batch jobs.",
@@ -150,17 +155,50 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
 
 
-def _progress_line(snapshot: dict[str, float]) -> str:
+def _progress_line(run: RunContext) -> str:
+    snapshot = run.progress.snapshot()
     total = int(snapshot["total"]) or 1
-    done = int(snapshot["done"])
     width = 30
-    filled = int(width * done / total)
-    return (
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows  "
-        f"reused {int(snapshot['reused'])}  errors {int(snapshot['errors'])}  "
-        f"retries {int(snapshot['retries'])}  waiting on limits {int(snapshot['waiting'])}  "
-        f"{snapshot['rows_per_s']:.1f} rows/s "
-    )
+    filled = int(width * int(snapshot["done"]) / total)
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {run.progress.describe()} "
+
+
+def _figures(summary: list[dict[str, object]], scorers: list[str]) -> list[dict[str, object]]:
+    """The run's own figures per model: each scorer's mean with its 95% interval, n, errors."""
+    table = []
+    for entry in summary:
+        row: dict[str, object] = {"model": entry["model"]}
+        for label in scorers:
+            mean, stderr = entry.get(label), entry.get(f"{label} stderr")
+            if isinstance(mean, float) and isinstance(stderr, float) and mean == mean:
+                row[label] = f"{mean:.3f} ±{1.96 * stderr:.3f}"
+            else:
+                row[label] = "-"
+        row["n"] = entry.get("answered")
+        row["errors"] = entry.get("errors")
+        table.append(row)
+    return table
+
+
+def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
+    """The run's plan, checked before Prefect starts (a mistake answers in seconds)."""
+    from pydantic import ValidationError
+
+    from evalflow.config import _describe
+    from evalflow.errors import ConfigError
+    from evalflow.plan import RunRequest, plan_run
+    from evalflow.preflight import check_endpoints
+    from evalflow.runs import check_not_running
+    from evalflow.targets import Target
+
+    try:
+        parsed = RunRequest.model_validate(request)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid options: {_describe(exc).replace('_', '-')}") from None
+    plan = plan_run(parsed)
+    check_not_running(plan.run_id)
+    check_endpoints([Target.of(s, None) for s in plan.specs if s.endpoint != "local"])
+    return plan
 
 
 @app.command("run")
@@ -170,14 +208,21 @@ def run(
         list[str] | None,
         typer.Option("--model", "-m", help="model name, repeatable (default: the suite's)"),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="first N rows only", min=1)] = None,
-    dataset: Annotated[str | None, typer.Option(help="dataset file to use instead")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="first N rows only (not a leaderboard entry)")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="dataset file to use instead (not a leaderboard entry)")
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="run on this endpoint; --model may then be any model id")
     ] = None,
-    chunk_size: Annotated[int, typer.Option(help="rows per task", min=1)] = 200,
-    concurrency: Annotated[int | None, typer.Option(help="requests in flight", min=1)] = None,
-    max_error_fraction: Annotated[float, typer.Option(help="error budget (fraction)")] = 0.1,
+    chunk_size: Annotated[int, typer.Option(help="rows per task (1 to 10,000)")] = 200,
+    concurrency: Annotated[int | None, typer.Option(help="requests in flight (1 to 1024)")] = None,
+    max_error_fraction: Annotated[
+        float, typer.Option(help="error budget: fail past this fraction of failed rows (0 to 1)")
+    ] = 0.1,
+    max_tokens: Annotated[int | None, typer.Option(help="token budget of the run")] = None,
     weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
     retry_errors: Annotated[
         str | None,
@@ -186,43 +231,44 @@ def run(
             help="re-run only the failed rows of that run, with its parameters",
         ),
     ] = None,
+    fresh: Annotated[bool, typer.Option(help="ask again: reuse no saved answer")] = False,
+    leaderboard: Annotated[
+        bool, typer.Option(help="publish a partial run (--limit, --dataset) on the leaderboard")
+    ] = False,
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
-    """Evaluate models on a suite, publish the leaderboard, print it."""
+    """Evaluate models on a suite, print the run's figures, publish the leaderboard."""
     import threading
 
-    from evalflow import progress
+    from evalflow.run_context import RunWatch, watching
 
-    if retry_errors:
-        from evalflow.errors import ConfigError
-        from evalflow.results import load_parameters
-
-        saved = load_parameters(retry_errors)
-        if saved.suite != suite:
-            raise ConfigError(
-                f"run {retry_errors} evaluated suite {saved.suite!r}, not {suite!r}: "
-                f"run `evalflow run {saved.suite} --retry-errors {retry_errors}`"
-            )
-        weave_project = saved.weave_project
+    request: dict[str, Any] = {
+        "suite": suite,
+        "models": model or None,
+        "limit": limit,
+        "chunk_size": chunk_size,
+        "concurrency": concurrency,
+        "base_url": base_url,
+        "dataset": dataset,
+        "max_error_fraction": max_error_fraction,
+        "max_tokens": max_tokens,
+        "weave_project": weave_project,
+        "retry_errors_of": retry_errors,
+        "fresh": fresh,
+        "leaderboard": leaderboard,
+    }
+    plan = _plan_or_explain(request)
+    request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
     _quiet_prefect(verbose)
     from flows.evaluate import evaluate
 
     outcome: dict[str, object] = {}
+    watcher = RunWatch()
 
     def target() -> None:
         try:
-            outcome["result"] = evaluate(
-                suite=suite,
-                models=model,
-                limit=limit,
-                chunk_size=chunk_size,
-                concurrency=concurrency,
-                base_url=base_url,
-                dataset=dataset,
-                max_error_fraction=max_error_fraction,
-                weave_project=weave_project,
-                retry_errors_of=retry_errors,
-            )
+            with watching(watcher):
+                outcome["result"] = evaluate(**request)
         except BaseException as exc:  # re-raised in the main thread
             outcome["error"] = exc
 
@@ -232,9 +278,8 @@ def run(
     interactive = sys.stderr.isatty()
     while worker.is_alive():
         worker.join(timeout=0.5 if interactive else 5.0)
-        snapshot = progress.current().snapshot()
-        if snapshot["total"]:
-            line = _progress_line(snapshot)
+        if watcher.run is not None:
+            line = _progress_line(watcher.run)
             sys.stderr.write(line if interactive else line.strip() + "\n")
             sys.stderr.flush()
     sys.stderr.write("\n")
@@ -242,9 +287,20 @@ def run(
         raise outcome["error"]  # type: ignore[misc]
     result = outcome["result"]
     assert isinstance(result, dict)
+    from evalflow.tables import text
+
     typer.echo(f"run {result['run_id']} finished in {time.monotonic() - started:.1f} s")
     typer.echo(f"results: {result['folder']}")
-    _print_leaderboard(suite, weave_project, as_json=False)
+    labels = [s.label for s in plan.suite.scorers]
+    typer.echo(f"\n{plan.suite.name}, {result['scope']} (mean ±95% interval, n rows scored)")
+    typer.echo(text(_figures(result["summary"], labels)))
+    if result["leaderboard"]:
+        typer.echo(f"\nleaderboard {plan.suite.name} updated: evalflow leaderboard {suite}")
+    else:
+        typer.echo(
+            f"\nnot on the leaderboard: a partial run ({result['scope']}); "
+            f"--leaderboard publishes it"
+        )
 
 
 def _print_leaderboard(suite: str, weave_project: str | None, as_json: bool) -> None:
@@ -274,6 +330,29 @@ def leaderboard(
     _print_leaderboard(suite, weave_project, as_json=json_)
 
 
+@app.command("failures")
+def failures(
+    run_id: Annotated[str, typer.Argument(help="a run id (printed by evalflow run)")],
+    wrong: Annotated[bool, typer.Option(help="also the rows a scorer marked wrong")] = True,
+    limit: Annotated[int, typer.Option(help="at most this many rows", min=1)] = 50,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """A run's failed rows (kept out of its scores) and, by default, its wrong ones."""
+    import json
+
+    from evalflow.results import failed_rows
+    from evalflow.tables import text
+
+    rows = failed_rows(run_id, wrong)
+    if json_:
+        typer.echo(json.dumps(rows[:limit], indent=2, default=str))
+        return
+    shown = [{k: (str(v)[:60] if isinstance(v, str) else v) for k, v in r.items()} for r in rows]
+    typer.echo(text(shown[:limit]) if shown else f"run {run_id}: no failed or wrong rows")
+    if len(rows) > limit:
+        typer.echo(f"... {len(rows) - limit} more (--limit, --json)")
+
+
 models_app = typer.Typer(help="The model registry (evals/models.yaml).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -281,13 +360,15 @@ app.add_typer(models_app, name="models")
 @models_app.command("list")
 def models_list() -> None:
     """List the registered models."""
-    from evalflow.config import load_registry
+    from evalflow.config import load_registry, registry_path
     from evalflow.tables import text
 
+    path = registry_path()
     rows = [
         {"name": s.name, "model": s.model, "endpoint": s.endpoint, "rpm": s.limits.rpm}
-        for s in load_registry().values()
+        for s in load_registry(path).values()
     ]
+    typer.echo(f"{path}" + ("" if path.exists() else " (not found: no models registered)"))
     typer.echo(text(rows, ["name", "model", "endpoint", "rpm"]))
 
 
@@ -420,16 +501,39 @@ def weave_objects(
     _show(object_rows(init_weave(project), kind, name, limit), json_)
 
 
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    sys.exit(1)
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
+
+
 def main() -> None:
-    """Console entry point: run the app, turning EvalflowError into one line on stderr."""
+    """Console entry point: a user's mistake (an EvalflowError, a usage error, a full or
+    read-only disk) is one line on stderr and exit code 1, without a traceback."""
     apply_offline_environment()
     try:
-        app()
-    except EvalflowError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        code = app(standalone_mode=False)
+    except typer.Abort:
         sys.exit(1)
+    except typer.TyperException as exc:  # typer's usage errors (click's, which it vendors)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a command alone: its help
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _fail(f"{exc.format_message()}{where}")
+    except EvalflowError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        _fail(f"cannot write {exc.filename or 'a file'} ({exc.strerror}): free space or allow it")
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

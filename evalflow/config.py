@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -21,7 +22,34 @@ from pydantic_core import CoreSchema
 from evalflow.errors import ConfigError, UnknownNameError
 
 WANDB_BASE_URL = "https://api.inference.wandb.ai/v1"
+WANDB_BASE_URL_ENV = "EVALFLOW_WANDB_BASE_URL"  # another address of W&B Inference (a proxy)
+
+
+def wandb_base_url() -> str:
+    return os.environ.get(WANDB_BASE_URL_ENV) or WANDB_BASE_URL
+
+
 LOCAL_ENDPOINT = "local"
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with an endpoint's base URL, or None."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https"):
+        return f"{url!r} is not an http(s) URL (such as http://127.0.0.1:8000/v1)"
+    try:
+        parsed.port  # noqa: B018 (a bad port raises)
+    except ValueError:
+        return f"{url!r} has a bad port"
+    if not parsed.hostname:
+        return f"{url!r} names no host (such as http://127.0.0.1:8000/v1)"
+    return None
+
+
+def check_base_url(url: str) -> str:
+    if problem := base_url_problem(url):
+        raise ConfigError(f"--base-url: {problem}")
+    return url
 
 
 def evals_dir() -> Path:
@@ -77,13 +105,20 @@ class ModelSpec(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     generation: Generation | None = None
     description: str = ""
+    project: str | None = Field(
+        default=None,
+        description="W&B project ('entity/project') W&B Inference bills; default: the run's "
+        "W&B Weave project",
+    )
 
     @field_validator("endpoint")
     @classmethod
     def _known_endpoint(cls, value: str) -> str:
-        if value in ("wandb", LOCAL_ENDPOINT) or value.startswith(("http://", "https://")):
+        if value in ("wandb", LOCAL_ENDPOINT):
             return value
-        raise ValueError("endpoint must be 'wandb', 'local' or an http(s) base URL")
+        if problem := base_url_problem(value):
+            raise ValueError(f"endpoint must be 'wandb', 'local' or an http(s) base URL: {problem}")
+        return value
 
     @property
     def key_env(self) -> str | None:
@@ -94,7 +129,7 @@ class ModelSpec(BaseModel):
     @property
     def endpoint_key(self) -> str:
         """What identifies the endpoint for shared limits: base URL (or 'local')."""
-        return WANDB_BASE_URL if self.endpoint == "wandb" else self.endpoint
+        return wandb_base_url() if self.endpoint == "wandb" else self.endpoint
 
 
 class Message(BaseModel):
@@ -197,9 +232,15 @@ def load_suite(name_or_path: str) -> Suite:
     return suite.model_copy(update={"source": path})
 
 
+def registry_path() -> Path:
+    """The model registry: EVALFLOW_MODELS if set, else models.yaml beside the suites."""
+    raw = os.environ.get("EVALFLOW_MODELS")
+    return Path(raw).resolve() if raw else evals_dir() / "models.yaml"
+
+
 def load_registry(path: Path | None = None) -> dict[str, ModelSpec]:
     """The model registry: name -> ModelSpec."""
-    path = path or evals_dir() / "models.yaml"
+    path = path or registry_path()
     data = _read_yaml(path) if path.exists() else {"models": []}
     entries = data.get("models") if isinstance(data, dict) else None
     if not isinstance(entries, list):
@@ -230,7 +271,8 @@ def resolve_models(
                 ModelSpec(
                     name=name,
                     model=model_id,
-                    endpoint=base_url,
+                    endpoint=check_base_url(base_url),
+                    api_key_env=known.api_key_env if known else None,
                     limits=limits,
                     generation=known.generation if known else None,
                 )

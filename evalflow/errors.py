@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EvalflowError(Exception):
     """Base of every error evalflow raises on purpose. The CLI prints it without a traceback."""
@@ -52,3 +54,26 @@ class RunFailedError(EvalflowError):
 
 class RunNotFoundError(EvalflowError):
     """A run id names no saved run."""
+
+
+class RunInProgressError(EvalflowError):
+    """Another process is running the same run id: refused before anything is sent."""
+
+
+class StorageError(EvalflowError):
+    """evalflow cannot write under EVALFLOW_HOME (disk full, read-only): the run stops at once,
+    keeping every answer already written."""
+
+
+class EndpointUnreachableError(EndpointError):
+    """An endpoint refused the connection, could not be resolved, or did not answer in time,
+    found before any row was sent."""
+
+
+class ChunkFailedError(EvalflowError):
+    """A chunk's failed rows took the run past its error budget: the chunk's task fails (the
+    Prefect UI shows it), carrying its answers so the run saves them before failing."""
+
+    def __init__(self, message: str, answers: list[Any]) -> None:
+        super().__init__(message)
+        self.answers = answers

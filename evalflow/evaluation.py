@@ -66,6 +66,7 @@ class ModelEvaluation:
     model: str
     model_ref: str
     summary: dict[str, Any]
+    eval_ref: str = ""
 
 
 def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows | None:
@@ -109,7 +110,7 @@ def evaluate_stored(
             _ANSWERS.pop(spec.name, None)
     eval_ref = weave.publish(evaluation, name=suite.name).uri()
     model_ref = weave.publish(model, name=spec.name).uri()
-    return ModelEvaluation(spec.name, model_ref, dict(summary)), eval_ref
+    return ModelEvaluation(spec.name, model_ref, dict(summary), eval_ref), eval_ref
 
 
 def leaderboard_name(suite: str) -> str:

@@ -11,26 +11,30 @@ key, unknown model, no quota) stops the chunk at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import httpx2
 import openai
 import weave
 
-from evalflow import budget, progress
-from evalflow.config import WANDB_BASE_URL, Generation, ModelSpec
+from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
-from evalflow.errors import ConfigError, FatalRequestError
-from evalflow.limiter import estimate_tokens, limiter_for
+from evalflow.errors import EvalflowError, FatalRequestError, StorageError
+from evalflow.limiter import EndpointLimiter, Slot, estimate_tokens, limiter_for
 from evalflow.openai_speedups import skip_plain_chat_transform
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
+from evalflow.run_context import RunContext
+from evalflow.targets import LOCAL_LLM_ENV, Target
 
-LOCAL_LLM_ENV = "EVALFLOW_LOCAL_LLM_URL"  # a local LLM already running (evalflow up)
+__all__ = ["LOCAL_LLM_ENV", "Answer", "Journal", "Target", "answer_chunk", "request_digest"]
 
 
 class BudgetStop(Exception):
@@ -51,77 +55,89 @@ class Answer:
     attempts: int
     error_class: str | None = None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a model is reached: its spec and base URL (the local LLM's is known at run time)."""
-
-    spec: ModelSpec
-    base_url: str
-
-    @staticmethod
-    def of(spec: ModelSpec, local_url: str | None) -> Target:
-        if spec.endpoint == "wandb":
-            return Target(spec, WANDB_BASE_URL)
-        if spec.endpoint == "local":
-            local_url = local_url or os.environ.get(LOCAL_LLM_ENV)
-            if local_url is None:
-                raise ConfigError(f"model {spec.name!r} needs the local LLM, which is not running")
-            return Target(spec, local_url)
-        return Target(spec, spec.endpoint)
-
-    def api_key(self) -> str:
-        """The key, read from the environment when needed; never stored or passed around."""
-        env = self.spec.key_env
-        if env is None:
-            return "not-needed"
-        key = os.environ.get(env)
-        if not key:
-            raise ConfigError(
-                f"model {self.spec.name!r} needs an API key: set the environment variable {env}"
-            )
-        return key
+    request: str = ""  # the digest of the request (request_digest)
 
 
 class Journal:
-    """Answers saved as they arrive (JSON lines), so a run started again skips them."""
+    """Answers saved as they arrive (JSON lines), keyed by the digest of the request that was
+    sent, so a run started again reuses an answer only for the identical request."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle: TextIO | None = None
+        self._handle: BinaryIO | None = None
 
     def load(self) -> dict[str, Answer]:
+        """Every complete line's answer by request digest (a line cut by a crash or a full
+        disk is skipped; a later answer to the same request wins)."""
         answers: dict[str, Answer] = {}
-        if not self.path.exists():
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
             return answers
-        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+        except OSError as exc:
+            raise StorageError(f"cannot read the journal {self.path} ({exc.strerror})") from None
+        for line in data.split(b"\n"):
             try:
                 answer = Answer(**json.loads(line))
-            except (json.JSONDecodeError, TypeError):
-                continue  # a line cut short by a crash
-            answers[answer.row_id] = answer
+            except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+                continue  # cut short by a crash or a full disk, or from an older evalflow
+            if answer.request:
+                answers[answer.request] = answer
         return answers
 
+    def _open(self) -> BinaryIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+b")
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":  # a line cut short: end it, so the next one is whole
+                handle.write(b"\n")
+        return handle
+
     def append(self, answers: list[Answer]) -> None:
-        """Write and flush the answers: a crash after this keeps them."""
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8")
-        self._handle.write("".join(json.dumps(asdict(a)) + "\n" for a in answers))
-        self._handle.flush()
+        """Write and flush the answers: a crash after this keeps them. A failed write (disk
+        full, read-only) is a StorageError: the run must stop, as no answer could be kept."""
+        data = "".join(json.dumps(asdict(a)) + "\n" for a in answers).encode()
+        try:
+            if self._handle is None:
+                self._handle = self._open()
+            self._handle.write(data)
+            self._handle.flush()
+        except OSError as exc:
+            self.close()
+            raise StorageError(
+                f"cannot save answers to {self.path} ({exc.strerror}): the run stopped; every "
+                f"answer saved before is kept. Free space (or make EVALFLOW_HOME writable) and "
+                f"run the same command again"
+            ) from None
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
+            with contextlib.suppress(OSError):
+                self._handle.close()
             self._handle = None
+
+
+def request_digest(
+    spec: ModelSpec, messages: list[dict[str, str]], params: dict[str, Any], epoch: int = 0
+) -> str:
+    """What identifies a request: model id, endpoint, messages, generation parameters, epoch."""
+    sent = {
+        "model": spec.model,
+        "endpoint": spec.endpoint_key,
+        "messages": messages,
+        "generation": params,
+        "epoch": epoch,
+    }
+    return hashlib.sha256(json.dumps(sent, sort_keys=True).encode()).hexdigest()
 
 
 def _fatal(target: Target, exc: openai.APIStatusError) -> FatalRequestError:
     body: Any = exc.body
     inner = body.get("error", body) if isinstance(body, dict) else None
     message = inner.get("message") if isinstance(inner, dict) else None
-    said = str(message or exc.message).rstrip(".")
+    said = target.redact(str(message or exc.message)).rstrip(".")
     return FatalRequestError(
         f"model {target.spec.name!r} at {target.base_url} refused the request "
         f"({exc.status_code}): {said}. Not retried: fix the key, model id or quota."
@@ -135,6 +151,8 @@ async def _answer_row(
     messages: list[dict[str, str]],
     generation: Generation,
     suite: str,
+    run: RunContext,
+    request: str,
 ) -> Answer:
     spec = target.spec
     limiter = limiter_for(target.base_url, spec.model, spec.limits)
@@ -148,9 +166,9 @@ async def _answer_row(
             with attempt:
                 attempts += 1
                 if attempts > 1:
-                    progress.current().add(retries=1)
-                async with limiter.slot(estimate) as slot:
-                    if reason := budget.current().exceeded():  # checked once a slot is ours
+                    run.progress.add(retries=1)
+                async with _slot(limiter, estimate, run) as slot:
+                    if reason := run.budget.exceeded():  # checked once a slot is ours
                         attempts -= 1
                         raise BudgetStop(f"not sent: past {reason}")
                     sent = time.monotonic()
@@ -169,7 +187,7 @@ async def _answer_row(
                     usage = response.usage
                     tokens = usage.total_tokens if usage else estimate
                     slot.settle(tokens)
-                    budget.current().spend(tokens)
+                    run.budget.spend(tokens)
                     limiter.concurrency.on_success()
                     return Answer(
                         model=spec.name,
@@ -180,6 +198,7 @@ async def _answer_row(
                         prompt_tokens=usage.prompt_tokens if usage else 0,
                         completion_tokens=usage.completion_tokens if usage else 0,
                         attempts=attempts,
+                        request=request,
                     )
     except openai.APIStatusError as exc:
         if is_fatal(exc):
@@ -202,7 +221,8 @@ async def _answer_row(
         completion_tokens=0,
         attempts=attempts,
         error_class=type(failure).__name__,
-        error=str(failure)[:500],
+        error=target.redact(str(failure))[:500],
+        request=request,
     )
 
 
@@ -212,16 +232,31 @@ async def answer_chunk(
     messages: list[list[dict[str, str]]],
     generation: Generation,
     suite: str,
+    run: RunContext | None = None,
     journal: Journal | None = None,
 ) -> list[Answer]:
-    """Answers to every row of the chunk, in row order; rows already in the journal are reused."""
-    saved = journal.load() if journal else {}
+    """Answers to every row of the chunk, in row order. An answer in the journal is reused
+    when its request (request_digest) is identical to the one the row would send."""
+    run = run or RunContext("adhoc")
+    params = generation.model_dump(exclude_none=True)
+    requests = [request_digest(target.spec, msgs, params) for msgs in messages]
+    saved = journal.load() if journal is not None and not run.fresh else {}
     reused = {
-        row.id: saved[row.id] for row in rows if row.id in saved and saved[row.id].error is None
+        row.id: saved[digest]
+        for row, digest in zip(rows, requests, strict=True)
+        if digest in saved and saved[digest].error is None
     }
+    # A reused answer belongs to this row (its id and position may have changed).
+    for row in rows:
+        if row.id in reused:
+            reused[row.id] = replace(reused[row.id], row_id=row.id, index=row.index)
     if reused:
-        progress.current().add(done=len(reused), reused=len(reused))
-    todo = [(row, msgs) for row, msgs in zip(rows, messages, strict=True) if row.id not in reused]
+        run.progress.add(done=len(reused), reused=len(reused))
+    todo = [
+        (row, msgs, digest)
+        for row, msgs, digest in zip(rows, messages, requests, strict=True)
+        if row.id not in reused
+    ]
     fresh: dict[str, Answer] = {}
     if todo:
         skip_plain_chat_transform()
@@ -239,21 +274,24 @@ async def answer_chunk(
             max_retries=0,
             timeout=limits.timeout_s,
             http_client=http,
+            default_headers=target.headers(),
         ) as client:
 
-            async def run(row: Row, msgs: list[dict[str, str]]) -> None:
-                answer = await _answer_row(client, target, row, msgs, generation, suite)
+            async def one(row: Row, msgs: list[dict[str, str]], digest: str) -> None:
+                answer = await _answer_row(
+                    client, target, row, msgs, generation, suite, run, digest
+                )
                 fresh[row.id] = answer
                 if journal is not None and answer.error is None:
                     journal.append([answer])
                 if answer.error is not None and answer.error_class != "BudgetStop":
-                    budget.current().fail()
-                progress.current().add(done=1, errors=answer.error is not None)
+                    run.budget.fail()
+                run.progress.add(done=1, errors=answer.error is not None)
 
             try:
                 async with asyncio.TaskGroup() as group:
-                    for row, msgs in todo:
-                        group.create_task(run(row, msgs))
+                    for row, msgs, digest in todo:
+                        group.create_task(one(row, msgs, digest))
             except BaseExceptionGroup as group_error:
                 raise _first_error(group_error) from None
             finally:
@@ -262,9 +300,21 @@ async def answer_chunk(
     return [reused.get(row.id) or fresh[row.id] for row in rows]
 
 
+@contextlib.asynccontextmanager
+async def _slot(limiter: EndpointLimiter, estimate: int, run: RunContext) -> AsyncIterator[Slot]:
+    """A slot under the endpoint's limits; the request counts as waiting until it holds one."""
+    async with contextlib.AsyncExitStack() as stack:
+        run.progress.add(waiting=1)
+        try:
+            slot = await stack.enter_async_context(limiter.slot(estimate))
+        finally:
+            run.progress.add(waiting=-1)
+        yield slot
+
+
 def _first_error(group: BaseExceptionGroup) -> BaseException:
     """The first EvalflowError in a task group's failure, else its first error."""
-    fatal = group.subgroup(FatalRequestError)
+    fatal = group.subgroup(EvalflowError)
     found: BaseException = fatal if fatal is not None else group
     while isinstance(found, BaseExceptionGroup):
         found = found.exceptions[0]

@@ -143,7 +143,6 @@ class EndpointLimiter:
         self.requests = PaceGate(limits.rpm) if limits.rpm else None
         self.tokens = PaceGate(limits.tpm) if limits.tpm else None
         self.concurrency = AdaptiveConcurrency(limits.max_concurrency)
-        self.waiting_on_rate = 0
 
     @asynccontextmanager
     async def slot(self, estimated_tokens: int) -> AsyncIterator[Slot]:
@@ -155,11 +154,7 @@ class EndpointLimiter:
             if self.tokens is not None:
                 delay = max(delay, self.tokens.reserve(estimated_tokens))
             if delay > 0:
-                self.waiting_on_rate += 1
-                try:
-                    await asyncio.sleep(delay)
-                finally:
-                    self.waiting_on_rate -= 1
+                await asyncio.sleep(delay)
             yield Slot(self, estimated_tokens)
         finally:
             self.concurrency.release()
@@ -176,13 +171,6 @@ def limiter_for(endpoint: str, model: str, limits: Limits) -> EndpointLimiter:
         if key not in _limiters:
             _limiters[key] = EndpointLimiter(limits)
         return _limiters[key]
-
-
-def waiting() -> int:
-    """Requests of this process now waiting on a limit (rate or concurrency)."""
-    with _registry_lock:
-        limiters = list(_limiters.values())
-    return sum(lim.waiting_on_rate + lim.concurrency.waiting for lim in limiters)
 
 
 def estimate_tokens(messages: list[dict[str, str]], max_tokens: int | None) -> int:

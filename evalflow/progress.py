@@ -1,4 +1,4 @@
-"""Live counters of a run in this process, read by the CLI's progress bar and the artifacts."""
+"""Live counters of one run, read by the CLI's progress line and the Prefect artifact."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class Progress:
     errors: int = 0
     retries: int = 0
     reused: int = 0
+    waiting: int = 0
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -26,26 +27,18 @@ class Progress:
         with self._lock:
             data: dict[str, float] = {
                 name: getattr(self, name)
-                for name in ("total", "done", "errors", "retries", "reused")
+                for name in ("total", "done", "errors", "retries", "reused", "waiting")
             }
-        from evalflow.limiter import waiting
-
-        data["waiting"] = waiting()
         elapsed = max(time.monotonic() - self.started, 1e-9)
         data["rows_per_s"] = (self.done - self.reused) / elapsed
         data["elapsed_s"] = elapsed
         return data
 
-
-PROGRESS = Progress()
-
-
-def reset(total: int) -> Progress:
-    """Start counting a new run of `total` rows."""
-    global PROGRESS
-    PROGRESS = Progress(total=total)
-    return PROGRESS
-
-
-def current() -> Progress:
-    return PROGRESS
+    def describe(self) -> str:
+        """The run's progress in one line (the CLI and the Prefect artifact show it)."""
+        s = self.snapshot()
+        return (
+            f"{int(s['done'])}/{int(s['total'])} rows answered, reused {int(s['reused'])}, "
+            f"{int(s['errors'])} failed, {int(s['retries'])} retries, "
+            f"{int(s['waiting'])} waiting on limits, {s['rows_per_s']:.1f} rows/s"
+        )

@@ -8,12 +8,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from evalflow.config import ModelSpec, evals_dir, load_registry
+from evalflow.config import ModelSpec, load_registry, registry_path
 from evalflow.errors import ConfigError
 
 
 def add_model(spec_fields: dict[str, object], path: Path | None = None) -> ModelSpec:
-    path = path or evals_dir() / "models.yaml"
+    path = path or registry_path()
     registry = load_registry(path)
     try:
         spec = ModelSpec.model_validate(spec_fields)

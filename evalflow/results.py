@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import math
 from dataclasses import asdict
@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
 
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
-from evalflow.home import home_dir
 from evalflow.inference import Answer
+from evalflow.runs import run_dir, write_atomic
 
 COLUMNS = [
     "model",
@@ -31,18 +30,6 @@ COLUMNS = [
     "error_class",
     "error",
 ]
-
-
-def run_dir(run_id: str) -> Path:
-    return home_dir("runs", run_id)
-
-
-def make_run_id(suite: str, parts: dict[str, Any]) -> str:
-    """A run's id: the suite, the UTC day and a digest of everything that defines the run,
-    so the same run started again the same day finds its saved answers."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-    day = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d")
-    return f"{suite}-{day}-{digest[:10]}"
 
 
 def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
@@ -101,47 +88,35 @@ def save_run(run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict
     """Write results.parquet and summary.json under runs/<run id>/, atomically (a half-written
     file is never presented as whole)."""
     folder = run_dir(run_id)
-    partial = folder / "results.parquet.partial"
-    frame.to_parquet(partial, index=False)
-    partial.replace(folder / "results.parquet")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
     body = {**meta, "summary": json.loads(summary.to_json(orient="records"))}
-    tmp = folder / "summary.json.partial"
-    tmp.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
-    tmp.replace(folder / "summary.json")
+    write_atomic(folder / "results.parquet", buffer.getvalue())
+    write_atomic(folder / "summary.json", json.dumps(body, indent=2, default=str).encode())
     return folder
 
 
-PARAMETERS = "parameters.json"
-
-
-class RunParameters(BaseModel):
-    """What defines a run's rows and requests; saved with it so its failed rows can be re-run
-    alone later."""
-
-    suite: str
-    models: list[str] | None = None
-    limit: int | None = None
-    dataset: str | None = None
-    base_url: str | None = None
-    weave_project: str | None = None
-    chunk_size: int
-    concurrency: int | None = None
-
-
-def save_parameters(run_id: str, parameters: RunParameters) -> None:
-    folder = run_dir(run_id)
-    tmp = folder / f"{PARAMETERS}.partial"
-    tmp.write_text(parameters.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(folder / PARAMETERS)
-
-
-def load_parameters(run_id: str) -> RunParameters:
-    """The parameters a run was started with; a clear error for an unknown run id."""
-    path = home_dir() / "runs" / run_id / PARAMETERS
+def failed_rows(run_id: str, wrong: bool = True) -> list[dict[str, Any]]:
+    """A run's rows that failed (error class and message) and, if `wrong`, those a scorer
+    marked wrong (which scorers), with input, target and output."""
+    path = run_dir(run_id) / "results.parquet"
     if not path.is_file():
-        runs = sorted(
-            (p.parent.name for p in (home_dir() / "runs").glob(f"*/{PARAMETERS}")), reverse=True
+        raise RunNotFoundError(f"run {run_id}: no results in {path.parent} (did it finish?)")
+    frame = pd.read_parquet(path)
+    score_cols = [c for c in frame.columns if c.startswith("score:")]
+    out = []
+    for record in frame.to_dict("records"):
+        failed = [c.removeprefix("score:") for c in score_cols if record[c] is False]
+        if record["error_class"] is None and not (wrong and failed):
+            continue
+        out.append(
+            {
+                "model": record["model"],
+                "row_id": record["row_id"],
+                "problem": record["error_class"] or "wrong: " + ", ".join(failed),
+                "input": record["input"],
+                "target": record["target"],
+                "output": record["output"] if record["error_class"] is None else record["error"],
+            }
         )
-        known = ", ".join(runs[:10]) or "none yet"
-        raise RunNotFoundError(f"no run {run_id!r} under {home_dir() / 'runs'} (runs: {known})")
-    return RunParameters.model_validate_json(path.read_text(encoding="utf-8"))
+    return out

@@ -129,3 +129,9 @@ def load_python_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
     if callable(found):
         return found if hasattr(found, "resolve_fn") else weave.op(found)
     raise ConfigError(f"scorer {spec.path!r}: not a weave op, function or weave.Scorer")
+
+
+def check_scorers(suite: Any, fields: set[str]) -> None:
+    """Every scorer of the suite can be built (placeholder until the full check lands)."""
+    for spec in suite.scorers:
+        make_scorer(spec)

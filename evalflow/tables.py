@@ -25,7 +25,7 @@ def markdown(records: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
 def text(records: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     columns = list(columns or (records[0].keys() if records else []))
     rows = [[cell(r.get(c)) for c in columns] for r in records]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(v.ljust(w) for v, w in zip(cells, widths, strict=True)).rstrip()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from evalflow.config import Suite
-from evalflow.dataset import Row
 from evalflow.inference import Answer
+from evalflow.plan import RunPlan
 from evalflow.results import collect, save_run, score_frame, summarize
+from evalflow.run_context import RunContext
 from evalflow.scorers import RowScorer, make_scorer
+from evalflow.tables import markdown
 
 
 def _row_scores(suite: Suite, frame: pd.DataFrame) -> dict[str, dict[str, list[bool | None]]]:
@@ -32,10 +36,42 @@ def _row_scores(suite: Suite, frame: pd.DataFrame) -> dict[str, dict[str, list[b
 
 @task(name="collect", cache_policy=NONE)
 def collect_results(
-    suite: Suite, rows: list[Row], answers: list[Answer], run_id: str, meta: dict[str, Any]
+    plan: RunPlan, answers: list[Answer], run: RunContext
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = collect(rows, answers)
-    frame = score_frame(frame, _row_scores(suite, frame))
+    """Every answer in one table with its scores, and a summary per model, saved in the run's
+    folder (results.parquet, summary.json)."""
+    frame = collect(plan.rows, answers)
+    frame = score_frame(frame, _row_scores(plan.suite, frame))
     summary = summarize(frame)
-    save_run(run_id, frame, summary, meta)
+    meta = {
+        "run_id": run.run_id,
+        "complete": run.budget.exceeded() is None,
+        "suite": plan.suite.name,
+        "models": [s.name for s in plan.specs],
+        "rows": len(plan.rows),
+        "full": plan.full,
+        "scope": plan.scope(),
+    }
+    save_run(run.run_id, frame, summary, meta)
+    _artifacts(plan, summary)
     return frame, summary
+
+
+def _artifact_key(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+
+
+def _artifacts(plan: RunPlan, summary: pd.DataFrame) -> None:
+    """The run's own figures as Prefect artifacts: a table, and a markdown summary."""
+    records: list[dict[str, Any]] = [
+        {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in summary.to_dict("records")
+    ]
+    name = plan.suite.name
+    create_table_artifact(
+        records, key=_artifact_key(f"{name}-results"), description=f"{name}, run {plan.run_id}"
+    )
+    create_markdown_artifact(
+        f"# {name}\n\nrun `{plan.run_id}`, {plan.scope()}\n\n{markdown(records)}\n",
+        key=_artifact_key(f"{name}-summary"),
+    )

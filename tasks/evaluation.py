@@ -13,6 +13,9 @@ from evalflow.evaluation import ModelEvaluation, evaluate_stored
 
 @task(name="weave-evaluation", cache_policy=NONE, task_run_name="evaluate-{spec.name}")
 def weave_evaluation(
-    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame
-) -> tuple[ModelEvaluation, str]:
-    return evaluate_stored(suite, rows, spec, frame)
+    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
+) -> ModelEvaluation:
+    """Record the suite's Weave evaluation of one model's saved answers (the run's frame)."""
+    mine = frame[frame["model"] == spec.name]
+    evaluation, _ = evaluate_stored(suite, rows, spec, mine)
+    return evaluation

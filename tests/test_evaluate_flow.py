@@ -119,7 +119,7 @@ def test_broken_suite_config_is_one_clear_error(
         evaluate(suite="broken", weave_project="local/flow-broken")
 
 
-def test_the_run_command_shows_progress_and_prints_the_leaderboard(
+def test_the_run_command_shows_progress_and_prints_its_own_figures(
     prefect_server: str, evals: Path
 ) -> None:
     env = {**os.environ, "EVALFLOW_EVALS_DIR": str(evals), "PREFECT_API_URL": prefect_server}
@@ -142,9 +142,10 @@ def test_the_run_command_shows_progress_and_prints_the_leaderboard(
     )
     assert out.returncode == 0, out.stderr
     assert "60/60 rows" in out.stderr  # the progress line
-    assert "leaderboard arith" in out.stdout
     lines = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
     assert lines["oracle"][1] == "1.000"
+    assert lines["oracle"][-2:] == ["30", "0"]  # n scored, errors
+    assert "not on the leaderboard: a partial run (the first 30 rows" in out.stdout
 
 
 def test_the_run_command_fails_with_one_line_on_a_bad_key(

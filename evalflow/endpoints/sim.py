@@ -104,6 +104,7 @@ class SimServer:
 
     def reset_stats(self) -> None:
         self.by_model: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.projects: Counter[str] = Counter()  # OpenAI-Project headers received
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.monotonic()
@@ -123,6 +124,7 @@ class SimServer:
             "seconds": time.monotonic() - self.started,
             "answering_seconds": self.last_answer - self.first_answer,
             "peak_in_flight": self.peak_in_flight,
+            "projects": dict(self.projects),
         }
 
     def answer(self, model: str, prompt: str) -> str:
@@ -192,17 +194,11 @@ class SimServer:
             return web.Response(
                 status=400, body=error_body(problem, "invalid_request_error"), headers=JSON_HEADERS
             )
-        if self.profile.api_key is not None:
-            auth = request.headers.get("Authorization", "")
-            if auth != f"Bearer {self.profile.api_key}":
-                self.by_model[model]["401"] += 1
-                return web.Response(
-                    status=401,
-                    body=error_body(
-                        "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
-                    ),
-                    headers=JSON_HEADERS,
-                )
+        if refused := self._refuse_key(request):
+            self.by_model[model]["401"] += 1
+            return refused
+        if project := request.headers.get("OpenAI-Project"):
+            self.projects[project] += 1
         if model not in self.profile.models:
             self.by_model[model]["404"] += 1
             message = f"The model `{model}` does not exist or you do not have access to it."
@@ -303,7 +299,24 @@ class SimServer:
         }
         return web.Response(status=200, body=json.dumps(payload).encode(), headers=headers)
 
+    def _refuse_key(self, request: web.Request) -> web.Response | None:
+        """A 401 when the profile wants a key and the request bears another."""
+        if self.profile.api_key is None:
+            return None
+        auth = request.headers.get("Authorization", "")
+        if auth == f"Bearer {self.profile.api_key}":
+            return None
+        sent = auth.removeprefix("Bearer ")
+        message = "Incorrect API key provided" + (f": {sent}." if self.profile.echo_key else ".")
+        return web.Response(
+            status=401,
+            body=error_body(message, "invalid_request_error", "invalid_api_key"),
+            headers=JSON_HEADERS,
+        )
+
     async def models(self, request: web.Request) -> web.Response:
+        if refused := self._refuse_key(request):
+            return refused
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "evalflow-sim"}
             for name in self.profile.models

@@ -53,6 +53,9 @@ class SimProfile(BaseModel):
         default_factory=dict, description="prompt text (last user message) -> right answer"
     )
     api_key: str | None = Field(None, description="if set, requests must bear this key (401)")
+    echo_key: bool = Field(
+        False, description="a 401 quotes the key it was sent, as some providers do"
+    )
 
     @model_validator(mode="after")
     def _faults_fit(self) -> SimProfile:

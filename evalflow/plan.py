@@ -1,0 +1,173 @@
+"""Plan a run before anything is sent: the suite, models, rows and scorers checked, the run's
+id, whether it is a leaderboard entry. The CLI plans a run before Prefect starts (a user's
+mistake answers in seconds) and the flow plans it again (the same checks, for UI runs)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalflow.config import ModelSpec, Suite, load_registry, load_suite, resolve_models
+from evalflow.dataset import Row, load_rows
+from evalflow.errors import ConfigError
+from evalflow.prompting import check_prompt
+from evalflow.runs import RunParameters, load_parameters, make_run_id, same_definition
+from evalflow.targets import LOCAL_LLM_ENV, Target
+
+
+class RunRequest(BaseModel):
+    """What a user asks for: the evaluate flow's parameters (and the CLI's options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str = "qa-basics"
+    models: list[str] | None = None
+    limit: int | None = Field(None, ge=1)
+    chunk_size: int = Field(200, ge=1, le=10_000)
+    concurrency: int | None = Field(None, ge=1, le=1024)
+    base_url: str | None = None
+    dataset: str | None = None
+    max_error_fraction: float = Field(0.1, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    weave_project: str | None = None
+    retry_errors_of: str | None = None
+    fresh: bool = False
+    leaderboard: bool = False
+
+
+@dataclass
+class RunPlan:
+    """A checked run: everything it will send is known, nothing is sent yet."""
+
+    run_id: str
+    request: RunRequest
+    parameters: RunParameters
+    suite: Suite
+    specs: list[ModelSpec]
+    rows: list[Row]
+    full: bool  # the suite's own dataset, every row: a leaderboard entry
+
+    @property
+    def publishes(self) -> bool:
+        return self.full or self.request.leaderboard
+
+    def chunks(self) -> list[list[Row]]:
+        size = self.parameters.chunk_size
+        return [self.rows[i : i + size] for i in range(0, len(self.rows), size)]
+
+    def scope(self) -> str:
+        """What the run covers, as a person reads it."""
+        if self.full:
+            return f"all {len(self.rows)} rows"
+        if self.parameters.dataset:
+            return f"{len(self.rows)} rows of {self.parameters.dataset}"
+        return f"the first {len(self.rows)} rows (--limit)"
+
+
+def _with_concurrency(specs: list[ModelSpec], concurrency: int | None) -> list[ModelSpec]:
+    if concurrency is None:
+        return specs
+    return [
+        s.model_copy(
+            update={"limits": s.limits.model_copy(update={"max_concurrency": concurrency})}
+        )
+        for s in specs
+    ]
+
+
+def _billed_project(specs: list[ModelSpec], weave_project: str | None) -> list[ModelSpec]:
+    """W&B Inference models without a `project` bill the run's W&B Weave project."""
+    project = weave_project or os.environ.get("EVALFLOW_WEAVE_PROJECT") or ""
+    if not project or project.startswith("local/"):
+        return specs
+    return [
+        s.model_copy(update={"project": project})
+        if s.endpoint == "wandb" and s.project is None
+        else s
+        for s in specs
+    ]
+
+
+def _parameters(request: RunRequest) -> RunParameters:
+    """The run's defining parameters: the request's, or those of the run it retries."""
+    if not request.retry_errors_of:
+        return RunParameters(
+            suite=request.suite,
+            models=request.models,
+            limit=request.limit,
+            dataset=request.dataset,
+            base_url=request.base_url,
+            weave_project=request.weave_project,
+            chunk_size=request.chunk_size,
+            concurrency=request.concurrency,
+        )
+    saved = load_parameters(request.retry_errors_of)
+    if saved.suite != request.suite:
+        raise ConfigError(
+            f"run {request.retry_errors_of} evaluated suite {saved.suite!r}, not "
+            f"{request.suite!r}: run `evalflow run {saved.suite} --retry-errors "
+            f"{request.retry_errors_of}`"
+        )
+    return saved
+
+
+def plan_run(request: RunRequest) -> RunPlan:
+    """Check the suite, models, dataset, prompt and scorers, and name the run; send nothing."""
+    parameters = _parameters(request)
+    suite = load_suite(parameters.suite)
+    names = parameters.models or suite.models
+    if not names:
+        raise ConfigError(f"suite {suite.name!r} lists no models: name some with -m MODEL")
+    specs = resolve_models(names, load_registry(), parameters.base_url)
+    specs = _billed_project(
+        _with_concurrency(specs, parameters.concurrency), parameters.weave_project
+    )
+    check_prompt(suite.prompt, suite.dataset.input_fields)
+    rows = load_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
+    from evalflow.scorers import check_scorers  # imports weave: after the quicker checks
+
+    check_scorers(suite, set(rows[0].record) | {"row_id", "target"})
+    run_id = make_run_id(
+        suite.name,
+        {
+            "suite": suite.model_dump(),
+            "rows": [r.id for r in rows],
+            "dataset": parameters.dataset or suite.dataset_path(),
+            "weave_project": parameters.weave_project,
+            "models": [s.model_dump() for s in specs],
+            "limit": parameters.limit,
+        },
+    )
+    if request.retry_errors_of:
+        if not same_definition(run_id, request.retry_errors_of):
+            raise ConfigError(
+                f"run {request.retry_errors_of}'s suite, rows or models changed since it ran "
+                f"(its dataset or the model registry was edited): its failed rows can't be "
+                f"re-run alone. Start a new run instead."
+            )
+        run_id = request.retry_errors_of
+    full = parameters.dataset is None and (parameters.limit is None or len(rows) < parameters.limit)
+    return RunPlan(run_id, request, parameters, suite, specs, rows, full)
+
+
+@contextmanager
+def reachable(specs: list[ModelSpec]) -> Iterator[list[Target]]:
+    """Where each model is answered: the local LLM is started if a model needs it (and
+    stopped after), and every endpoint checked (evalflow/preflight.py) before the body."""
+    from evalflow.endpoints import local_llm
+    from evalflow.preflight import check_endpoints
+
+    with ExitStack() as stack:
+        needs_llm = any(s.endpoint == "local" for s in specs)
+        local_url = (
+            stack.enter_context(local_llm())
+            if needs_llm and not os.environ.get(LOCAL_LLM_ENV)
+            else None
+        )
+        targets = [Target.of(spec, local_url) for spec in specs]
+        check_endpoints(targets)
+        yield targets

@@ -1,0 +1,164 @@
+"""A run's identity and folder: its id, its saved parameters, and the lock one process holds.
+
+A run id is the suite, the UTC day and a digest of what defines the run (suite, the rows' ids,
+dataset, models, limit, Weave project), so the same command started again the same day finds
+its saved answers. Which answers it reuses is decided row by row, by the request each row
+sends (evalflow/inference.py, request_digest): an edited row is asked again.
+Every path made from a name (a run id, a model name) stays inside EVALFLOW_HOME.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from evalflow.errors import RunInProgressError, RunNotFoundError, StorageError
+from evalflow.home import home_dir
+
+PARAMETERS = "parameters.json"
+LOCK = "run.lock"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def safe_name(name: str, limit: int = 40) -> str:
+    """A file name for any text: its safe characters, plus a digest of the whole text when
+    anything was changed or cut (so two names never share a folder), never '.' or '..'."""
+    cleaned = _SAFE.sub("_", name).strip("._")[:limit]
+    if cleaned == name:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{cleaned or 'x'}-{digest}"
+
+
+def runs_root() -> Path:
+    return home_dir("runs")
+
+
+def run_dir(run_id: str) -> Path:
+    """The run's folder (created), for a run id evalflow made or a user typed."""
+    if not _RUN_ID.match(run_id) or ".." in run_id:
+        raise RunNotFoundError(f"{run_id!r} is not a run id (runs: {_known_runs()})")
+    path = runs_root() / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_run_id(suite: str, parts: dict[str, Any]) -> str:
+    """The suite, the UTC day and a digest of everything that defines the run."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+    return f"{safe_name(suite)}-{day}-{digest[:10]}"
+
+
+def same_definition(run_id: str, other: str) -> bool:
+    """Whether two run ids have the same digest (the same suite, rows, models...)."""
+    return run_id.rsplit("-", 1)[-1] == other.rsplit("-", 1)[-1]
+
+
+class RunParameters(BaseModel):
+    """What defines a run's rows and requests; saved with it so its failed rows can be re-run
+    alone later."""
+
+    suite: str
+    models: list[str] | None = None
+    limit: int | None = None
+    dataset: str | None = None
+    base_url: str | None = None
+    weave_project: str | None = None
+    chunk_size: int
+    concurrency: int | None = None
+
+
+def _known_runs() -> str:
+    runs = sorted((p.parent.name for p in runs_root().glob(f"*/{PARAMETERS}")), reverse=True)
+    return ", ".join(runs[:10]) or "none yet"
+
+
+def save_parameters(run_id: str, parameters: RunParameters) -> None:
+    write_atomic(run_dir(run_id) / PARAMETERS, parameters.model_dump_json(indent=2).encode())
+
+
+def load_parameters(run_id: str) -> RunParameters:
+    """The parameters a run was started with; a clear error for an unknown run id."""
+    path = run_dir(run_id) / PARAMETERS
+    if not path.is_file():
+        raise RunNotFoundError(f"no run {run_id!r} under {runs_root()} (runs: {_known_runs()})")
+    try:
+        return RunParameters.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as exc:
+        raise RunNotFoundError(f"{path}: cannot read the run's parameters ({exc})") from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a temporary file of this process, then a rename
+    (a second writer never sees, or removes, another's temporary file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{time.monotonic_ns()}.partial")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write {path} ({exc.strerror}); what was written before is kept. Free "
+            f"space (or make EVALFLOW_HOME writable) and run the same command again"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, json.JSONDecodeError):
+        info = {}
+    if not info:
+        return "another process"
+    return f"process {info.get('pid')} on {info.get('host')}, since {info.get('since')}"
+
+
+@contextmanager
+def run_lock(run_id: str) -> Iterator[None]:
+    """Hold the run id for this process while the body runs; a second holder is refused with
+    one line naming the first. The lock is the operating system's (flock): a process that
+    dies releases it."""
+    path = run_dir(run_id) / LOCK
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunInProgressError(
+                f"run {run_id} is already running ({_holder(path)}): nothing was sent. Wait "
+                f"for it to finish; started again then, this run reuses its answers."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def check_not_running(run_id: str) -> None:
+    """Refuse at once if another process holds the run (the lock is taken again by the run)."""
+    with run_lock(run_id):
+        pass
