@@ -36,7 +36,7 @@ def _listed_models(target: Target, timeout: float) -> set[str] | None:
     if response.status_code in (401, 403):
         env = target.spec.key_env
         raise FatalRequestError(
-            f"endpoint {target.base_url} refused the key of model {target.spec.name!r} "
+            f"model {target.spec.name!r}: endpoint {target.base_url} refused its key "
             f"({response.status_code}): nothing was sent. Fix the key"
             + (f" in ${env}" if env else " (the model has no api_key_env)")
         )

@@ -269,7 +269,7 @@ def test_a_key_echoed_by_the_endpoint_is_shown_and_stored_nowhere(
     monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
     monkeypatch.setenv("TRUST_WRONG_KEY", canary)
     sim.configure(answer_key=answer_key(ROWS), api_key="another", echo_key=True)
-    with pytest.raises(FatalRequestError, match="refused the key") as failure:
+    with pytest.raises(FatalRequestError, match="refused its key") as failure:
         evaluate(suite="echo", weave_project="local/t-echo")
     assert canary not in str(failure.value)
     with get_client(sync_client=True) as client:
