@@ -14,6 +14,7 @@ import typer
 
 from evalflow.errors import EvalflowError
 from evalflow.home import apply_offline_environment
+from evalflow.project import make_flows_importable
 
 if TYPE_CHECKING:
     from evalflow.plan import RunPlan
@@ -260,6 +261,7 @@ def run(
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
     _quiet_prefect(verbose)
+    make_flows_importable()
     from flows.evaluate import evaluate
 
     outcome: dict[str, object] = {}
@@ -416,6 +418,7 @@ def backfill(
 ) -> None:
     """Evaluate a model on every suite it has no finished evaluation for."""
     _quiet_prefect(verbose)
+    make_flows_importable()
     from flows.backfill import backfill_model
 
     done = backfill_model(model=model, limit=limit, weave_project=weave_project)

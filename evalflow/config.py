@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import CoreSchema
 
 from evalflow.errors import ConfigError, UnknownNameError
+from evalflow.project import project_root
 
 WANDB_BASE_URL = "https://api.inference.wandb.ai/v1"
 WANDB_BASE_URL_ENV = "EVALFLOW_WANDB_BASE_URL"  # another address of W&B Inference (a proxy)
@@ -55,7 +56,7 @@ def check_base_url(url: str) -> str:
 def evals_dir() -> Path:
     """Where suites and the model registry live: EVALFLOW_EVALS_DIR, else the shipped evals/."""
     raw = os.environ.get("EVALFLOW_EVALS_DIR")
-    return Path(raw).resolve() if raw else Path(__file__).resolve().parent.parent / "evals"
+    return Path(raw).resolve() if raw else project_root() / "evals"
 
 
 class Generation(BaseModel):
