@@ -27,7 +27,7 @@ from evalflow.config import WANDB_BASE_URL, Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError, FatalRequestError
 from evalflow.limiter import estimate_tokens, limiter_for
-from evalflow.openai_speedups import skip_plain_chat_transform
+from evalflow.patches.openai import skip_plain_chat_transform
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
 
 LOCAL_LLM_ENV = "EVALFLOW_LOCAL_LLM_URL"  # a local LLM already running (evalflow up)
