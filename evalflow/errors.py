@@ -1,4 +1,21 @@
-"""One exception family. Every message says what went wrong, where, and what to do."""
+"""One exception family. Every message says what went wrong, where, and what to do.
+
+Every error evalflow raises on purpose is an EvalflowError; the CLI prints it as one line,
+without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it true):
+
+* EvalflowError
+  + ConfigError - a suite, the model registry or a setting is invalid
+  | + UnknownNameError - a suite, model or other named thing does not exist
+  + DatasetError - rows are missing, malformed or of the wrong type
+  + EndpointError - an endpoint could not be started, reached or used
+  | + WeightsError - the local model weights are missing or corrupt
+  | + FatalRequestError - a refusal no retry can fix (400, 401, 403, 404, 422, no quota)
+  | + MalformedResponseError - a 200 whose body is no chat completion (retried; then the
+  |                            row keeps it as its error)
+  + WeaveStoreError - the Weave backend could not be set up or used
+  + BudgetExceededError - a run passed its token or error budget
+  + RunNotFoundError - a run id names no saved run
+"""
 
 from __future__ import annotations
 
@@ -46,9 +63,9 @@ class BudgetExceededError(EvalflowError):
     """A run passed its token or error budget."""
 
 
-class RunFailedError(EvalflowError):
-    """A run finished but failed (its results are saved and flagged)."""
-
-
 class RunNotFoundError(EvalflowError):
     """A run id names no saved run."""
+
+
+class MalformedResponseError(EndpointError):
+    """The endpoint answered 200 with a body that is not a chat completion."""
