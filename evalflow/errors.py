@@ -1,4 +1,26 @@
-"""One exception family. Every message says what went wrong, where, and what to do."""
+"""One exception family. Every message says what went wrong, where, and what to do.
+
+Every error evalflow raises on purpose is an EvalflowError; the CLI prints it as one line,
+without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it true):
+
+* EvalflowError
+  + ConfigError - a suite, the model registry or a setting is invalid
+  | + UnknownNameError - a suite, model or other named thing does not exist
+  + DatasetError - rows are missing, malformed or of the wrong type
+  + EndpointError - an endpoint could not be started, reached or used
+  | + WeightsError - the local model weights are missing or corrupt
+  | + FatalRequestError - a refusal no retry can fix (400, 401, 403, 404, 422, no quota)
+  | + EndpointUnreachableError - refused, unresolved or silent, found before any row is sent
+  | + MalformedResponseError - a 200 whose body is no chat completion (retried; then the
+  |                            row keeps it as its error)
+  + WeaveStoreError - the Weave backend could not be set up or used
+  + BudgetExceededError - a run passed its token or error budget
+  | + BudgetStop - a row not sent past the budget (its error class; never shown to a user)
+  + RunNotFoundError - a run id names no saved run
+  + RunInProgressError - another process holds the run id
+  + StorageError - evalflow cannot write under EVALFLOW_HOME (disk full, read-only)
+  + ChunkFailedError - a chunk took the run past its error budget (its task fails)
+"""
 
 from __future__ import annotations
 
@@ -48,12 +70,12 @@ class BudgetExceededError(EvalflowError):
     """A run passed its token or error budget."""
 
 
-class RunFailedError(EvalflowError):
-    """A run finished but failed (its results are saved and flagged)."""
-
-
 class RunNotFoundError(EvalflowError):
     """A run id names no saved run."""
+
+
+class MalformedResponseError(EndpointError):
+    """The endpoint answered 200 with a body that is not a chat completion."""
 
 
 class RunInProgressError(EvalflowError):
@@ -77,3 +99,8 @@ class ChunkFailedError(EvalflowError):
     def __init__(self, message: str, answers: list[Any]) -> None:
         super().__init__(message)
         self.answers = answers
+
+
+class BudgetStop(BudgetExceededError):
+    """A row not sent because the run's budget is spent: recorded as the row's error class,
+    never raised to a user."""

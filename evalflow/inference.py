@@ -27,18 +27,14 @@ import weave
 
 from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
-from evalflow.errors import EvalflowError, FatalRequestError, StorageError
+from evalflow.errors import BudgetStop, EvalflowError, FatalRequestError, StorageError
 from evalflow.limiter import EndpointLimiter, Slot, estimate_tokens, limiter_for
-from evalflow.openai_speedups import skip_plain_chat_transform
+from evalflow.patches.openai import skip_plain_chat_transform
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
 from evalflow.run_context import RunContext
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
 __all__ = ["LOCAL_LLM_ENV", "Answer", "Journal", "Target", "answer_chunk", "request_digest"]
-
-
-class BudgetStop(Exception):
-    """A row not sent because the run's budget is spent."""
 
 
 @dataclass

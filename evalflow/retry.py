@@ -22,15 +22,12 @@ from tenacity import (
 )
 
 from evalflow.config import Limits
+from evalflow.errors import MalformedResponseError
 
 RETRYABLE_STATUS = {408, 409, 429}
 _DURATION = re.compile(
     r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?"
 )
-
-
-class MalformedResponseError(Exception):
-    """The endpoint answered 200 with a body that is not a chat completion."""
 
 
 def is_fatal(exc: BaseException) -> bool:

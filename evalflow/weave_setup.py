@@ -9,7 +9,11 @@ from typing import Any
 
 from evalflow.errors import WeaveStoreError
 from evalflow.home import apply_offline_environment, home_dir
-from evalflow.weave_speedups import remember_wandb_is_absent, use_attribute_is_op
+from evalflow.patches.weave import (
+    remember_wandb_is_absent,
+    restore_is_op,
+    use_attribute_is_op,
+)
 
 DEFAULT_PROJECT = "local/evalflow"
 PROJECT_ENV = "EVALFLOW_WEAVE_PROJECT"
@@ -58,7 +62,11 @@ def init_weave(project: str | None = None) -> Any:
             import weave
 
             client = weave.init(name)
-        use_attribute_is_op()
+        # The is_op patch was measured and verified on the local store; W&B runs weave as is.
+        if entity == "local":
+            use_attribute_is_op()
+        else:
+            restore_is_op()
         _current = (name, client)
         return client
 

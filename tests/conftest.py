@@ -1,11 +1,20 @@
-"""Shared fixtures: a private EVALFLOW_HOME; one simulated endpoint and one local LLM a session."""
+"""Shared fixtures: a private EVALFLOW_HOME; one simulated endpoint and one local LLM a session.
+
+Tests come in two layers. `uv run --frozen pytest -m "not slow"` runs the fast one (unit tests
+of the pure logic in tests/unit/, and the tests that only need the in-process simulated
+endpoint or the local Weave store). A test is marked `slow` here, at collection, when it uses
+a fixture in SLOW_FIXTURES, when it (or a tests helper or fixture it uses) starts a process,
+or when its module is in SLOW_MODULES. `uv run --frozen pytest` runs both (CI does).
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +60,57 @@ def prefect_server() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield str(PREFECT_API_URL.value())
+
+
+SLOW_FIXTURES = {"prefect_server", "llm_url"}
+# Modules whose tests start the local LLM (through evalflow) or a browser.
+SLOW_MODULES = {"test_local_llm", "test_ui"}
+_PROCESS_NAMES = {"subprocess", "Popen"}
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global and attribute names a function's code uses, nested functions included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _starts_a_process(func: Callable[..., Any], seen: set[object]) -> bool:
+    """Whether `func`, or a function of the tests it calls by name, starts a process."""
+    code = getattr(func, "__code__", None)
+    if code is None or func in seen:
+        return False
+    seen.add(func)
+    names = _names(code)
+    if names & _PROCESS_NAMES:
+        return True
+    scope = getattr(func, "__globals__", {})
+    return any(
+        _starts_a_process(helper, seen)
+        for name in names
+        if isinstance(helper := scope.get(name), types.FunctionType)
+        and helper.__module__.split(".")[0] == "tests"
+    )
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    if module is not None and module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+        return True
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & SLOW_FIXTURES:
+        return True
+    funcs = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for definitions in getattr(info, "name2fixturedefs", {}).values():
+        funcs.extend(d.func for d in definitions)
+    seen: set[object] = set()
+    return any(f is not None and _starts_a_process(f, seen) for f in funcs)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)

@@ -132,7 +132,7 @@ def test_request_bodies_are_what_the_sdks_own_transform_sends(
     import openai.resources.chat.completions.completions as chat_completions
     from openai._utils import async_maybe_transform as sdk_transform
 
-    from evalflow.openai_speedups import plain_chat_body, skip_plain_chat_transform
+    from evalflow.patches.openai import plain_chat_body, skip_plain_chat_transform
 
     skip_plain_chat_transform()  # installed now, so that answer_chunk keeps `compare` below
     seen: list[tuple[object, object]] = []

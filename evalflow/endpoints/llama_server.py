@@ -60,26 +60,9 @@ def register() -> None:
     )
 
 
-def disable_weight_repacking() -> None:
-    """Load weights without llama.cpp's extra buffer types (weight repacking).
-
-    On CPUs that advertise AMX inside VMs that do not grant AMX tile state (this machine
-    kind), the AMX matmul of the repacked weights segfaults at the first decode. Repacking
-    gains little for a 270M model, so evalflow always loads weights plainly.
-    """
-    import llama_cpp.llama_cpp as native
-
-    default_params = native.llama_model_default_params
-
-    def plain_params() -> Any:
-        params = default_params()
-        params.use_extra_bufts = False
-        return params
-
-    native.llama_model_default_params = plain_params
-
-
 if __name__ == "__main__":
+    from evalflow.patches.llama_cpp import disable_weight_repacking
+
     register()
     disable_weight_repacking()
     from llama_cpp.server.__main__ import main

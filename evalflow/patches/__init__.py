@@ -1,0 +1,28 @@
+"""Every change evalflow makes to another library's behaviour, in one guarded place.
+
+Each patch is installed once a process (calling it again does nothing), and only when the
+installed library is a version it was verified against and the upstream internals it relies
+on are still as they were (its module's `drift()` finds nothing). Otherwise the library keeps
+its own behaviour and a RuntimeWarning says once which patch stood aside and why: evalflow
+then works as before, only slower (or, for llama-cpp-python, without the crash workaround).
+tests/test_patches.py fails when an upstream internal changes.
+
+openai.skip_plain_chat_transform (openai >=3.57,<3.58)
+    Replaces `async_maybe_transform` in `openai.resources.chat.completions.completions`:
+    plain chat bodies (strings, numbers, messages of string fields) skip the SDK's TypedDict
+    transform, which only drops omitted arguments for them (12% of a traced request's CPU).
+    Otherwise: every body goes through the SDK's transform.
+weave.remember_wandb_is_absent (weave >=0.54,<0.55, wandb not installed)
+    `sys.modules["wandb"] = None`: weave's `import wandb` at every call start and end fails at
+    once instead of searching sys.path again under the import lock. Otherwise: weave searches.
+weave.use_attribute_is_op (weave >=0.54,<0.55, Python 3.11, local Weave store only)
+    Rebinds `is_op` in weave's loaded modules to weave's own 3.12+ check (the attributes
+    annotated on `Op`) instead of isinstance() against a runtime Protocol (~45 us a check, a
+    fifth of a traced call). `restore_is_op` undoes it (a W&B project runs weave's own).
+    Otherwise: weave's isinstance() check.
+llama_cpp.disable_weight_repacking (llama-cpp-python >=0.3.36,<0.4, in the local LLM process)
+    Wraps `llama_cpp.llama_cpp.llama_model_default_params` to set the ctypes field
+    `use_extra_bufts` to False: repacked AMX weights segfault at the first decode in VMs that
+    do not grant AMX tile state. The field is checked in `llama_model_params._fields_` first.
+    Otherwise: weights are repacked as shipped (and may crash on such machines).
+"""

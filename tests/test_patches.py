@@ -1,0 +1,227 @@
+"""Drift tests of evalflow/patches: each fails when an upstream internal a patch relies on
+changes, and each patch behaves as the library itself does on sample inputs. The second half
+renames or removes those internals (monkeypatch) and checks that the drift checks notice, and
+that the patch then stands aside with a warning, leaving the library as shipped."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from evalflow.patches import _gate
+from evalflow.patches import llama_cpp as llama_patch
+from evalflow.patches import openai as openai_patch
+from evalflow.patches import weave as weave_patch
+from evalflow.patches._gate import version_problem
+
+CHAT_MODULE = "openai.resources.chat.completions.completions"
+
+
+@pytest.fixture
+def fresh_installs() -> Iterator[None]:
+    """Each install function runs its checks again in the test (and after it)."""
+    installs = (
+        openai_patch.skip_plain_chat_transform,
+        llama_patch.disable_weight_repacking,
+        weave_patch._is_op_problems,
+    )
+    for install in installs:
+        install.cache_clear()
+    _gate._warned.clear()
+    yield
+    for install in installs:
+        install.cache_clear()
+    _gate._warned.clear()
+
+
+# --- the internals are as verified, and the patched behaviour is upstream's ----------------
+
+
+def test_the_installed_versions_are_the_verified_ones() -> None:
+    for patch in (openai_patch, weave_patch, llama_patch):
+        assert version_problem(patch.DISTRIBUTION, patch.VERIFIED) is None
+
+
+def _sample_bodies() -> list[dict[str, Any]]:
+    import openai
+
+    messages = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "What is 2 plus 2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    return [
+        {"model": "m", "messages": messages},
+        {"model": "m", "messages": messages, "temperature": 0.0, "max_tokens": 12, "seed": 7},
+        {"model": "m", "messages": messages, "stop": ["\n", "Q:"], "top_p": openai.NOT_GIVEN},
+        {"model": "m", "messages": messages, "stream": False, "user": None, "n": openai.omit},
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]},
+        {"model": "m", "messages": messages, "response_format": {"type": "json_object"}},
+    ]
+
+
+def test_openai_transform_hook_is_as_verified_and_plain_bodies_transform_alike() -> None:
+    from openai._utils import async_maybe_transform
+    from openai.types.chat import completion_create_params as params
+
+    assert openai_patch.drift() == []
+    assert openai_patch.skip_plain_chat_transform()
+    installed = sys.modules[CHAT_MODULE].async_maybe_transform  # type: ignore[attr-defined]
+    for body in _sample_bodies():
+        expected = asyncio.run(
+            async_maybe_transform(body, params.CompletionCreateParamsNonStreaming)
+        )
+        plain = openai_patch.plain_chat_body(body)
+        assert plain is None or plain == expected, body
+        got = asyncio.run(installed(body, params.CompletionCreateParamsNonStreaming))
+        assert got == expected, body
+    assert sum(openai_patch.plain_chat_body(b) is not None for b in _sample_bodies()) == 4
+
+
+def test_weave_wandb_lookup_is_as_verified_and_sees_no_run_either_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from weave.trace.wandb_run_context import _get_global_wandb_run
+
+    assert weave_patch.wandb_drift() == []
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    assert _get_global_wandb_run() is None  # weave as shipped, wandb not installed
+    assert weave_patch.remember_wandb_is_absent()
+    assert _get_global_wandb_run() is None  # the same with the patch
+
+
+def _is_op_samples() -> list[object]:
+    import weave
+
+    @weave.op
+    def traced(x: int) -> int:
+        return x
+
+    class Answerer(weave.Model):
+        @weave.op
+        def predict(self, question: str) -> str:
+            return question
+
+    class HalfOp:
+        name = "looks like an op"
+        call = None
+
+    def plain(x: int) -> int:
+        return x
+
+    answerer = Answerer()
+    return [traced, answerer.predict, Answerer.predict, plain, len, HalfOp(), None, 3, answerer]
+
+
+def test_weave_is_op_is_as_verified_and_the_attribute_check_agrees() -> None:
+    from weave.trace.op import Op
+
+    assert weave_patch.is_op_drift() == []
+    attribute_is_op = weave_patch._attribute_is_op()
+    for sample in _is_op_samples():
+        assert attribute_is_op(sample) == isinstance(sample, Op), sample
+    assert weave_patch.use_attribute_is_op() >= 0
+    import weave.evaluation.eval as weave_eval
+
+    assert weave_eval.is_op is attribute_is_op  # the module weave's Evaluation uses
+
+
+def test_llama_cpp_field_is_as_verified_and_only_it_changes(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import llama_cpp.llama_cpp as native
+
+    assert llama_patch.drift() == []
+    upstream = native.llama_model_default_params
+    monkeypatch.setattr(native, "llama_model_default_params", upstream)  # restored after
+    assert llama_patch.disable_weight_repacking()
+    patched, expected = native.llama_model_default_params(), upstream()
+    assert expected.use_extra_bufts is True  # what upstream loads with
+    expected.use_extra_bufts = False
+    assert patched.use_extra_bufts is False
+    assert _field_bytes(patched) == _field_bytes(expected)
+
+
+def _field_bytes(params: ctypes.Structure) -> dict[str, bytes]:
+    """Each field's bytes (the padding between fields is whatever the stack held)."""
+    raw, kind = bytes(params), type(params)
+    spans = {name: getattr(kind, name) for name, *_ in kind._fields_}
+    return {name: raw[f.offset : f.offset + f.size] for name, f in spans.items()}
+
+
+# --- renamed upstream internals are noticed, and the patch stands aside --------------------
+
+
+def test_openai_drift_is_noticed_and_the_sdk_transform_kept(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import openai._utils
+
+    chat = sys.modules[CHAT_MODULE]
+    monkeypatch.delattr(chat, "async_maybe_transform")
+    assert any("async_maybe_transform" in p for p in openai_patch.drift())
+    with pytest.warns(RuntimeWarning, match="openai"):
+        assert not openai_patch.skip_plain_chat_transform()
+    assert not hasattr(chat, "async_maybe_transform")  # nothing created in its place
+    monkeypatch.undo()
+
+    async def renamed(value: object, expected_type: object) -> object:
+        return value
+
+    monkeypatch.setattr(openai._utils, "async_maybe_transform", renamed)
+    assert any("takes ['value', 'expected_type']" in p for p in openai_patch.drift())
+
+
+def test_openai_outside_the_verified_versions_stands_aside(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    chat = sys.modules[CHAT_MODULE]
+    monkeypatch.setattr(chat, "async_maybe_transform", object.__new__(type("SDK", (), {})))
+    before = chat.async_maybe_transform
+    monkeypatch.setattr(openai_patch, "VERIFIED", ">=99")
+    with pytest.warns(RuntimeWarning, match=r"openai \S+ is not in the verified >=99"):
+        assert not openai_patch.skip_plain_chat_transform()
+    assert chat.async_maybe_transform is before
+
+
+def test_weave_drift_is_noticed(monkeypatch: pytest.MonkeyPatch, fresh_installs: None) -> None:
+    import weave.trace.op as op_module
+    from weave.trace import wandb_run_context
+
+    annotations = dict(op_module.Op.__annotations__)
+    annotations["op_name"] = annotations.pop("name")
+    monkeypatch.setattr(op_module.Op, "__annotations__", annotations)
+    assert any("added ['op_name'], gone ['name']" in p for p in weave_patch.is_op_drift())
+    with pytest.warns(RuntimeWarning, match="is_op"):
+        assert weave_patch.use_attribute_is_op() == 0
+    monkeypatch.delattr(wandb_run_context, "_get_global_wandb_run")
+    assert weave_patch.wandb_drift() == [
+        "weave.trace.wandb_run_context._get_global_wandb_run is gone"
+    ]
+
+
+class _RenamedParams(ctypes.Structure):
+    _fields_ = [("n_gpu_layers", ctypes.c_int), ("use_extra_buffer_types", ctypes.c_bool)]
+
+
+def test_llama_cpp_renamed_field_is_noticed_and_never_set(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import llama_cpp.llama_cpp as native
+
+    def default_params() -> _RenamedParams:
+        return _RenamedParams(0, True)
+
+    monkeypatch.setattr(native, "llama_model_params", _RenamedParams)
+    monkeypatch.setattr(native, "llama_model_default_params", default_params)
+    assert any("no c_bool field 'use_extra_bufts'" in p for p in llama_patch.drift())
+    with pytest.warns(RuntimeWarning, match="llama-cpp-python"):
+        assert not llama_patch.disable_weight_repacking()
+    assert native.llama_model_default_params is default_params
+    assert not hasattr(native.llama_model_default_params(), "use_extra_bufts")
