@@ -198,7 +198,7 @@ def evaluate(
     evaluations: list[ModelEvaluation] = []
     for model_spec in specs:
         mine = frame[frame["model"] == model_spec.name]
-        evaluation, eval_ref = weave_evaluation(spec, _unwalked(rows), model_spec, mine)
+        evaluation, eval_ref = weave_evaluation(spec, _unwalked(rows), model_spec, mine, run_id)
         evaluations.append(evaluation)
     leaderboard_ref = publish(spec, eval_ref, evaluations, summary, run_id)
     return {

@@ -11,31 +11,17 @@ from prefect.cache_policies import NONE
 from evalflow.config import Suite
 from evalflow.dataset import Row
 from evalflow.inference import Answer
-from evalflow.results import collect, save_run, score_frame, summarize
-from evalflow.scorers import RowScorer, make_scorer
-
-
-def _row_scores(suite: Suite, frame: pd.DataFrame) -> dict[str, dict[str, list[bool | None]]]:
-    scores: dict[str, dict[str, list[bool | None]]] = {}
-    scorers = [(spec.label, make_scorer(spec)) for spec in suite.scorers]
-    for model, group in frame.groupby("model", sort=False):
-        scores[str(model)] = {
-            label: [
-                None if out is None else scorer.check(target, out)
-                for target, out in zip(group["target"], group["output"], strict=True)
-            ]
-            for label, scorer in scorers
-            if isinstance(scorer, RowScorer)
-        }
-    return scores
+from evalflow.results import collect, save_run, summarize
+from evalflow.scorers import score_rows
 
 
 @task(name="collect", cache_policy=NONE)
 def collect_results(
     suite: Suite, rows: list[Row], answers: list[Answer], run_id: str, meta: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = collect(rows, answers)
-    frame = score_frame(frame, _row_scores(suite, frame))
+    """Collect the answers with pandas, score every answered row with every scorer of the
+    suite (Python scorers too), and save results.parquet and summary.json."""
+    frame = score_rows(suite, rows, collect(rows, answers))
     summary = summarize(frame)
     save_run(run_id, frame, summary, meta)
     return frame, summary

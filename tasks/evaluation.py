@@ -13,6 +13,7 @@ from evalflow.evaluation import ModelEvaluation, evaluate_stored
 
 @task(name="weave-evaluation", cache_policy=NONE, task_run_name="evaluate-{spec.name}")
 def weave_evaluation(
-    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame
+    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
 ) -> tuple[ModelEvaluation, str]:
-    return evaluate_stored(suite, rows, spec, frame)
+    """Record the model's Weave evaluation of the run (once per run: a rerun finds it)."""
+    return evaluate_stored(suite, rows, spec, frame, run_id)
