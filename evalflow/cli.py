@@ -482,11 +482,11 @@ def weave_calls(
     json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
 ) -> None:
-    """The latest traced calls."""
+    """The latest traced calls: a preview of inputs and output (all of them with --json)."""
     from evalflow.weave_setup import init_weave
     from evalflow.weave_views import call_rows
 
-    _show(call_rows(init_weave(project), op, limit), json_)
+    _show(call_rows(init_weave(project), op, limit, detail=json_), json_)
 
 
 @weave_app.command("objects")

@@ -5,27 +5,46 @@ generation parameters, prompt), so the same model on another night is the same r
 leaderboard compares across time. Its `predict` returns the answer already collected for the
 row: no request reaches any endpoint. The lookup lives outside the model's attributes (they
 make its digest).
+
+Names in the Weave project: the suite's dataset is `<suite>`, its evaluation
+`<suite>-evaluation`, its leaderboard `<suite>-leaderboard`, a model its registered name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import weave
 from weave.flow.leaderboard import Leaderboard, LeaderboardColumn, get_leaderboard_results
+from weave.trace.errors import NotFoundError
 
-from evalflow.config import Generation, ModelSpec, Suite
+from evalflow.config import Generation, ModelSpec, ScorerSpec, Suite
 from evalflow.dataset import Row
-from evalflow.errors import UnknownNameError, WeaveStoreError
+from evalflow.errors import ConfigError, UnknownNameError, WeaveStoreError
 from evalflow.scored_evaluation import ScoredRows, clean_score, evaluate_scored
-from evalflow.scorers import make_scorer
+from evalflow.scorers import (
+    OUTPUT_PREFIX,
+    SCORE_PREFIX,
+    RowScorer,
+    correct_summary,
+    make_scorer,
+    metric_path,
+    scorer_example,
+    scorer_key,
+    summarize_scores,
+)
 
 _ANSWERS: dict[str, dict[str, str | None]] = {}
 METRIC = "correct"
+PATH_ENV = "EVALFLOW_WEAVE_EVALUATION"
+PATHS = ("recorded", "weave")
+RUN_ATTRIBUTE = "evalflow"  # the evaluate call's attributes: {"evalflow": {"run_id", "answers"}}
 
 
 class StoredAnswers(weave.Model):
@@ -52,11 +71,17 @@ def model_identity(spec: ModelSpec, suite: Suite) -> StoredAnswers:
     )
 
 
+def evaluation_name(suite: str) -> str:
+    return f"{suite}-evaluation"
+
+
 def build_evaluation(suite: Suite, rows: list[Row]) -> weave.Evaluation:
-    dataset_rows = [{"row_id": row.id, **row.inputs, "target": row.target} for row in rows]
+    """The suite's weave.Evaluation: its dataset (under the suite's name) holds, per row,
+    what a Python scorer receives (every field, row_id, target); its scorers are named by
+    their labels."""
     return weave.Evaluation(
-        name=suite.name,
-        dataset=weave.Dataset(name=suite.name, rows=dataset_rows),
+        name=evaluation_name(suite.name),
+        dataset=weave.Dataset(name=suite.name, rows=[scorer_example(row) for row in rows]),
         scorers=[make_scorer(spec) for spec in suite.scorers],
     )
 
@@ -69,73 +94,144 @@ class ModelEvaluation:
     eval_ref: str = ""
 
 
-def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows | None:
-    """A model's collected rows (its part of the run's frame) in dataset order, with their
-    scores, when every scorer of the suite is built in (None otherwise)."""
-    labels = [spec.label for spec in suite.scorers]
-    if any(spec.kind == "python" for spec in suite.scorers):
-        return None
-    by_id = frame.set_index("row_id")
-    ordered = by_id.loc[[row.id for row in rows]]
+def _row_scores(spec: ScorerSpec, ordered: pd.DataFrame) -> tuple[list[Any], Any]:
+    """A scorer's per-row scores as weave records them, and its summary."""
+    scorer = make_scorer(spec)
+    if isinstance(scorer, RowScorer):
+        values = [clean_score(v) for v in ordered[SCORE_PREFIX + spec.label]]
+        return [{METRIC: v} for v in values], correct_summary(values)
+    raw = [
+        None if v is None or (isinstance(v, float) and math.isnan(v)) else json.loads(v)
+        for v in ordered[OUTPUT_PREFIX + spec.label]
+    ]
+    return raw, summarize_scores(scorer, raw)
+
+
+def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows:
+    """A model's collected rows (its part of the run's frame, scored by
+    evalflow.scorers.score_rows) in dataset order, with their scores and summaries."""
+    ordered = frame.set_index("row_id").loc[[row.id for row in rows]]
+    scores: dict[str, list[Any]] = {}
+    summaries: dict[str, Any] = {}
+    for spec in suite.scorers:
+        key = scorer_key(spec)
+        scores[key], summaries[key] = _row_scores(spec, ordered)
     return ScoredRows(
         outputs=[None if pd.isna(v) else str(v) for v in ordered["output"]],
         latencies=[float(v) for v in ordered["latency_s"]],
-        scores={label: [clean_score(v) for v in ordered[f"score:{label}"]] for label in labels},
+        scores=scores,
+        summaries=summaries,
     )
 
 
+def evaluation_path() -> str:
+    """How the evaluation is recorded: `recorded` (default: evalflow writes it from the scores
+    it has) or `weave` (weave.Evaluation.evaluate scores every row again, with child calls)."""
+    value = os.environ.get(PATH_ENV, "").strip() or PATHS[0]
+    if value not in PATHS:
+        raise ConfigError(f"{PATH_ENV}={value!r}: use one of {', '.join(PATHS)}")
+    return value
+
+
+def _weave_own(evaluation: weave.Evaluation, model: StoredAnswers, frame: pd.DataFrame) -> Any:
+    """weave.Evaluation.evaluate over the stored answers (the model saved beforehand: weave
+    keeps the module globals an op reads in its saved code, so the answers would otherwise
+    make the model a new version each run)."""
+    name = model.name or ""
+    _ANSWERS[name] = {
+        str(r): None if pd.isna(o) else str(o)
+        for r, o in zip(frame["row_id"], frame["output"], strict=True)
+    }
+    try:
+        return asyncio.run(evaluation.evaluate(model))
+    finally:
+        _ANSWERS.pop(name, None)
+
+
+def _client() -> Any:
+    from weave.trace.context.weave_client_context import require_weave_client
+
+    return require_weave_client()
+
+
+def _evaluations_of_run(eval_ref: str, model_ref: str, run_id: str) -> list[Any]:
+    """The Evaluation.evaluate calls of this run, evaluation and model (the server's records)."""
+    client = _client()
+    client.flush()  # calls of this process not sent yet would be missed
+    query = {
+        "$expr": {
+            "$eq": [
+                {"$getField": f"attributes.{RUN_ATTRIBUTE}.run_id"},
+                {"$literal": run_id},
+            ]
+        }
+    }
+    calls = client.server.calls_query_stream(
+        {
+            "project_id": client.project_id,
+            "filter": {
+                "op_names": [f"weave:///{client.project_id}/op/Evaluation.evaluate:*"],
+                "input_refs": [eval_ref],
+            },
+            "query": query,
+        }
+    )
+    return [
+        c
+        for c in calls
+        if (c.inputs or {}).get("self") == eval_ref and (c.inputs or {}).get("model") == model_ref
+    ]
+
+
+def _recorded_before(eval_ref: str, model_ref: str, tag: dict[str, str]) -> dict[str, Any] | None:
+    """The summary of this run's finished evaluation of these answers, if it was recorded
+    already (a rerun after a crash); other evaluations of the run (unfinished, or of answers
+    since changed, as by --retry-errors) are deleted, so that the run counts once."""
+    found: dict[str, Any] | None = None
+    stale: list[str] = []
+    for call in _evaluations_of_run(eval_ref, model_ref, tag["run_id"]):
+        mine = ((call.attributes or {}).get(RUN_ATTRIBUTE) or {}).get("answers")
+        finished = call.ended_at is not None and not call.exception
+        if found is None and finished and mine == tag["answers"] and call.output is not None:
+            found = dict(call.output)
+        else:
+            stale.append(call.id)
+    if stale:
+        client = _client()
+        client.server.calls_delete(
+            {"project_id": client.project_id, "call_ids": stale, "wb_user_id": None}
+        )
+    return found
+
+
 def evaluate_stored(
-    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame
+    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
 ) -> tuple[ModelEvaluation, str]:
     """The suite's Weave evaluation of a model's collected answers (its part of the run's
-    frame, already scored); return its summary and the evaluation's ref. Built-in scorers:
-    the scored rows are recorded as they are (evalflow/scored_evaluation.py); a Python scorer:
-    weave.Evaluation runs over the stored answers."""
+    frame, already scored by evalflow.scorers.score_rows); return its summary and the
+    evaluation's ref. Recorded from the scores (evalflow/scored_evaluation.py), or by
+    weave.Evaluation.evaluate with EVALFLOW_WEAVE_EVALUATION=weave. Once per run: the call is
+    tagged with `run_id`, and a rerun of the run finds it instead of recording it again."""
+    path = evaluation_path()
     evaluation = build_evaluation(suite, rows)
     model = model_identity(spec, suite)
     scored = scored_rows(suite, rows, frame)
-    if scored is not None:
-        summary = evaluate_scored(evaluation, model, scored)
-    else:
-        # Saved before its answers are in _ANSWERS: weave keeps the module globals an op reads
-        # in the op's saved code, so the answers would make the model a new version each run.
-        weave.publish(model, name=spec.name)
-        _ANSWERS[spec.name] = {
-            str(r): None if pd.isna(o) else str(o)
-            for r, o in zip(frame["row_id"], frame["output"], strict=True)
-        }
-        try:
-            summary = asyncio.run(evaluation.evaluate(model))
-        finally:
-            _ANSWERS.pop(spec.name, None)
-    eval_ref = weave.publish(evaluation, name=suite.name).uri()
+    eval_ref = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
     model_ref = weave.publish(model, name=spec.name).uri()
+    tag = {"run_id": run_id, "answers": scored.digest()}
+    summary = _recorded_before(eval_ref, model_ref, tag)
+    if summary is None:
+        with weave.attributes({RUN_ATTRIBUTE: tag}):
+            if path == "weave":
+                summary = dict(_weave_own(evaluation, model, frame))
+            else:
+                summary = evaluate_scored(evaluation, model, scored)
+        _flush()  # recorded for good (or a failed write says so) before the run goes on
     return ModelEvaluation(spec.name, model_ref, dict(summary), eval_ref), eval_ref
 
 
 def leaderboard_name(suite: str) -> str:
     return f"{suite}-leaderboard"
-
-
-def _headline(summary: dict[str, Any]) -> str | None:
-    for leaf in ("mean", "true_fraction"):
-        if isinstance(summary.get(leaf), int | float):
-            return leaf
-    return None
-
-
-def metric_path(summary: Any) -> str | None:
-    """The path of a scorer's headline figure in its evaluation summary: the mean of a
-    numeric score, else the fraction of a boolean one (weave's own summary of a Python
-    scorer), for the score itself or for its first field that has one."""
-    if not isinstance(summary, dict):
-        return None
-    if leaf := _headline(summary):
-        return leaf
-    for key, value in summary.items():
-        if isinstance(value, dict) and (leaf := _headline(value)):
-            return f"{key}.{leaf}"
-    return None
 
 
 def publish_leaderboard(suite: Suite, eval_ref: str, summaries: list[dict[str, Any]]) -> str:
@@ -144,13 +240,14 @@ def publish_leaderboard(suite: Suite, eval_ref: str, summaries: list[dict[str, A
     evaluation summaries (no column if they hold no number)."""
     columns = []
     for spec in suite.scorers:
-        found = (metric_path(summary.get(spec.label)) for summary in summaries)
+        key = scorer_key(spec)
+        found = (metric_path(summary.get(key)) for summary in summaries)
         path = f"{METRIC}.mean" if spec.kind != "python" else next(filter(None, found), None)
         if path is not None:
             columns.append(
                 LeaderboardColumn(
                     evaluation_object_ref=eval_ref,
-                    scorer_name=spec.label,
+                    scorer_name=key,
                     summary_metric_path=path,
                 )
             )
@@ -175,23 +272,69 @@ def _ref_name(uri: str) -> str:
     return uri.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
+def _store_error(client: Any, what: str, exc: BaseException) -> WeaveStoreError:
+    """One line naming the store, what failed and why (an error of the store itself already
+    says so)."""
+    if isinstance(exc, WeaveStoreError):
+        return exc
+    from evalflow.weave_setup import store_location
+
+    return WeaveStoreError(
+        f"Weave store {store_location(client)}: cannot read {what} "
+        f"({type(exc).__name__}: {exc}); the store may be damaged: restore it, or move it "
+        f"away to start a new one"
+    )
+
+
+SUFFIX = "-leaderboard"
+
+
+def known_leaderboards(client: Any) -> list[str]:
+    """The suites that have a leaderboard in the project."""
+    try:
+        objs = client.server.objs_query(
+            {
+                "project_id": client.project_id,
+                "filter": {"base_object_classes": ["Leaderboard"], "latest_only": True},
+                "metadata_only": True,
+            }
+        ).objs
+    except Exception as exc:
+        raise _store_error(client, "its list of leaderboards", exc) from None
+    return sorted(o.object_id.removesuffix(SUFFIX) for o in objs if o.object_id.endswith(SUFFIX))
+
+
+def _leaderboard_spec(client: Any, suite: str) -> Leaderboard:
+    """The suite's leaderboard as stored; UnknownNameError only when it does not exist."""
+    name = leaderboard_name(suite)
+    if suite not in known_leaderboards(client):
+        raise UnknownNameError("leaderboard", suite, known_leaderboards(client))
+    try:
+        board = weave.ref(f"{name}:latest").get()
+    except NotFoundError:
+        raise UnknownNameError("leaderboard", suite, known_leaderboards(client)) from None
+    except Exception as exc:
+        raise _store_error(client, f"leaderboard {name!r}", exc) from None
+    try:
+        return Leaderboard.model_validate(
+            {"name": name, "columns": [dict(c) for c in board.columns]}
+        )
+    except Exception as exc:
+        raise _store_error(client, f"leaderboard {name!r} (a damaged record)", exc) from None
+
+
 def read_leaderboard(suite: str) -> list[dict[str, Any]]:
     """The leaderboard as Weave holds it: per model, the latest value of each column and the
-    number of evaluations behind it."""
-    from weave.trace.context.weave_client_context import require_weave_client
-
-    client = require_weave_client()
+    number of evaluations behind it. UnknownNameError (naming the suites that have one) when
+    it does not exist; WeaveStoreError when the store cannot be read."""
+    client = _client()
+    spec = _leaderboard_spec(client, suite)
     try:
-        board = weave.ref(f"{leaderboard_name(suite)}:latest").get()
-    except Exception:  # weave raises NotFoundError or ValueError depending on the path
-        raise UnknownNameError("leaderboard", suite, []) from None
-    if not hasattr(board, "columns"):
-        raise WeaveStoreError(f"{leaderboard_name(suite)} is not a leaderboard")
-    spec = Leaderboard.model_validate(
-        {"name": leaderboard_name(suite), "columns": [dict(c) for c in board.columns]}
-    )
+        results = get_leaderboard_results(spec, client)
+    except Exception as exc:
+        raise _store_error(client, f"the evaluations of {leaderboard_name(suite)!r}", exc) from None
     table: list[dict[str, Any]] = []
-    for result in get_leaderboard_results(spec, client):
+    for result in results:
         entry: dict[str, Any] = {"model": _ref_name(result.model_ref)}
         runs = 0
         for column, scores in zip(spec.columns, result.column_scores, strict=True):
@@ -204,7 +347,8 @@ def read_leaderboard(suite: str) -> list[dict[str, Any]]:
 
 
 def models_on_leaderboard(suite: str) -> set[str]:
-    """Models with a finished evaluation on the suite's leaderboard (none if it has none)."""
+    """Models with a finished evaluation on the suite's leaderboard (none if it has no
+    leaderboard; a store that cannot be read raises WeaveStoreError)."""
     try:
         return {row["model"] for row in read_leaderboard(suite)}
     except UnknownNameError:

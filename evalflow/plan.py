@@ -128,9 +128,9 @@ def plan_run(request: RunRequest) -> RunPlan:
     )
     check_prompt(suite.prompt, suite.dataset.input_fields)
     rows = load_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
-    from evalflow.scorers import check_scorers  # imports weave: after the quicker checks
+    from evalflow.scorers import check_scorers, row_fields  # weave: after the quicker checks
 
-    check_scorers(suite, set(rows[0].record) | {"row_id", "target"})
+    check_scorers(suite, row_fields(rows))
     run_id = make_run_id(
         suite.name,
         {

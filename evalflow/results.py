@@ -46,18 +46,6 @@ def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
     return frame.sort_values(["model", "index"], kind="stable").reset_index(drop=True)
 
 
-def score_frame(
-    frame: pd.DataFrame, scores: dict[str, dict[str, list[bool | None]]]
-) -> pd.DataFrame:
-    """Add a `score:<scorer>` column per scorer from {model: {scorer: per-row values}}."""
-    frame = frame.copy()
-    for model, by_scorer in scores.items():
-        mask = frame["model"] == model
-        for scorer, values in by_scorer.items():
-            frame.loc[mask, f"score:{scorer}"] = pd.Series(values, index=frame.index[mask])
-    return frame
-
-
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model: rows, answered, errors, tokens, mean latency, and mean +- stderr per scorer.
     Errors (infrastructure failures) stay out of the scores."""

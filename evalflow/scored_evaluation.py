@@ -1,26 +1,30 @@
 """A Weave evaluation of rows evalflow has already answered and scored, written in bulk.
 
-When every scorer of a suite is built in, the collect step has already scored each row (the
-same checks RowScorer.score runs). Re-running weave.Evaluation over those answers would trace
-three or more calls per row (predict_and_score, the model's predict, a call per scorer) and
-summarize a table of every row: 3.2 ms of CPU per row, measured by bench/scale.py, for figures
-evalflow already has. Here the same record is written directly:
+The collect step has already scored each row with every scorer of the suite (built-in checks
+and Python scorers alike, evalflow/scorers.py `score_rows`). Re-running weave.Evaluation over
+those answers would trace three or more calls per row (predict_and_score, the model's predict,
+a call per scorer) and summarize a table of every row: 3.2 ms of CPU per row, measured by
+bench/scale.py, for figures evalflow already has. Here the same record is written directly:
 
 - one `Evaluation.evaluate` call, a real weave op taking the same weave.Evaluation and model
   objects (so the same refs, and the leaderboard and Weave's evaluation views find it), whose
-  output is the summary RowScorer.summarize gives;
+  output is the summary weave.Evaluation would give (each scorer's summarize over its values,
+  and the mean model latency);
 - under it, one `Evaluation.predict_and_score` call per row (weave's own op, published) with
   the dataset row's ref as `example` and `{output, scores, model_latency}` as output, the shape
-  weave.Evaluation writes, sent to the trace server in bulk.
+  weave.Evaluation writes (`scores` holding each scorer's return value), sent to the trace
+  server in bulk.
 
 What is left out: the model's `predict` call and one call per scorer under each row, which
-would only repeat what the row's output holds. Suites with a Python scorer keep weave's own
-evaluation path (evalflow does not run those scorers itself).
+would only repeat what the row's output holds. tests/test_weave_evaluation.py compares what
+weave's own readers return for both (EVALFLOW_WEAVE_EVALUATION=weave runs weave's own).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,22 +35,23 @@ from typing import Any
 import weave
 
 from evalflow.errors import WeaveStoreError
-from evalflow.scorers import correct_summary
 
 _PENDING: ContextVar[ScoredRows | None] = ContextVar("evalflow_scored_rows", default=None)
 
 
 @dataclass
 class ScoredRows:
-    """One model's rows in dataset order: outputs, latencies, and per scorer label the
-    row's `correct` (None where the row has no output)."""
+    """One model's rows in dataset order: outputs, latencies, and per scorer (by the name
+    weave gives it) the row's score as weave records it (None where the row has no output,
+    for a Python scorer) and the scorer's summary of them."""
 
     outputs: list[str | None]
     latencies: list[float]
-    scores: dict[str, list[bool | None]]
+    scores: dict[str, list[Any]]
+    summaries: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
-        summary = {label: correct_summary(values) for label, values in self.scores.items()}
+        summary = dict(self.summaries)
         answered = [
             latency
             for output, latency in zip(self.outputs, self.latencies, strict=True)
@@ -55,6 +60,11 @@ class ScoredRows:
         if answered:
             summary["model_latency"] = {"mean": sum(answered) / len(answered)}
         return summary
+
+    def digest(self) -> str:
+        """What identifies these answers and scores (a rerun with other answers differs)."""
+        body = json.dumps([self.outputs, self.scores], sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def clean_score(value: Any) -> bool | None:
@@ -102,8 +112,9 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRo
             f"the dataset saved {len(digests)} rows for {len(rows.outputs)} scored rows"
         )
     now = dt.datetime.now(dt.UTC)
-    labels = list(rows.scores)
-    columns = [rows.scores[label] for label in labels]
+    keys = list(rows.scores)
+    columns = [rows.scores[key] for key in keys]
+    attributes = dict(parent.attributes or {})
     server, project = client.server, client.project_id
     for i, digest in enumerate(digests):
         call_id = generate_id()
@@ -116,7 +127,7 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRo
                     "trace_id": parent.trace_id,
                     "parent_id": parent.id,
                     "started_at": now,
-                    "attributes": {},
+                    "attributes": attributes,
                     "inputs": {"self": eval_uri, "model": model_uri, "example": row_base + digest},
                 }
             }
@@ -132,8 +143,7 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRo
                     "output": {
                         "output": rows.outputs[i],
                         "scores": {
-                            label: {"correct": column[i]}
-                            for label, column in zip(labels, columns, strict=True)
+                            key: column[i] for key, column in zip(keys, columns, strict=True)
                         },
                         "model_latency": rows.latencies[i],
                     },

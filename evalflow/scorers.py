@@ -1,18 +1,35 @@
-"""Built-in scorers, as weave ops, and loading any weave op or weave.Scorer by dotted path."""
+"""Scorers: the built-in ones, any weave op or weave.Scorer by dotted path, checked against the
+rows' fields before any request, and run by evalflow on every answered row.
+
+A Python scorer (`kind: python`) receives, by argument name, the model's answer as `output`,
+every field of the dataset row (extra columns the prompt does not use included), the row's id
+as `row_id` and its target field's value as `target` (these two win over same-named fields).
+A weave.Scorer may rename them with `column_map`, as in weave.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import importlib
+import inspect
+import json
 import math
 import re
 import string
 import warnings
 from collections.abc import Callable
+from numbers import Number
 from typing import Any
 
+import pandas as pd
 import weave
+from pydantic import BaseModel
+from weave.flow.scorer import auto_summarize, get_scorer_attributes, prepare_scorer_op_args
+from weave.trace.op_protocol import Op
 
-from evalflow.config import ScorerSpec
+from evalflow.config import ScorerSpec, Suite
+from evalflow.dataset import Row
 from evalflow.errors import ConfigError
 
 # weave.Scorer's pydantic schema meets a lock inside weave itself; the warning is weave's, and
@@ -96,10 +113,16 @@ def correct_summary(values: list[bool | None]) -> dict[str, Any]:
     return {"correct": {**stats(scored), "excluded": len(values) - len(scored)}}
 
 
-def make_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
-    """The weave scorer a suite's scorer spec names."""
+Scorer = Op[Any, Any] | weave.Scorer
+OUTPUT_PREFIX = "scorer_output:"  # results.parquet: a Python scorer's return value, as JSON
+SCORE_PREFIX = "score:"  # results.parquet: a scorer's headline value (number or true/false)
+
+
+def make_scorer(spec: ScorerSpec) -> Scorer:
+    """The weave scorer a suite's scorer spec names, named by its label (weave keys its scores
+    and its summary by that name)."""
     if spec.kind == "python":
-        return load_python_scorer(spec)
+        return _labelled(load_python_scorer(spec), spec.label)
     if spec.kind == "regex":
         if not spec.pattern:
             raise ConfigError(f"scorer {spec.label!r}: kind regex needs a pattern")
@@ -114,7 +137,8 @@ def make_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
     )
 
 
-def load_python_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
+def load_python_scorer(spec: ScorerSpec) -> Scorer:
+    """The weave op, function or weave.Scorer (class or instance) at `spec.path`."""
     if not spec.path or "." not in spec.path:
         raise ConfigError(f"scorer {spec.label!r}: kind python needs path: module.attribute")
     module_name, _, attribute = spec.path.rpartition(".")
@@ -122,8 +146,11 @@ def load_python_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"scorer {spec.path!r}: cannot import it ({exc})") from None
-    if isinstance(found, type) and issubclass(found, weave.Scorer):
-        return found()
+    try:
+        if isinstance(found, type) and issubclass(found, weave.Scorer):
+            return found()
+    except Exception as exc:  # a user's class whose construction fails
+        raise ConfigError(f"scorer {spec.path!r}: cannot build it ({exc})") from None
     if isinstance(found, weave.Scorer):
         return found
     if callable(found):
@@ -131,7 +158,255 @@ def load_python_scorer(spec: ScorerSpec) -> Callable[..., Any] | weave.Scorer:
     raise ConfigError(f"scorer {spec.path!r}: not a weave op, function or weave.Scorer")
 
 
-def check_scorers(suite: Any, fields: set[str]) -> None:
-    """Every scorer of the suite can be built (placeholder until the full check lands)."""
+def _skips_unanswered(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, giving no score (None) to a row without an answer, as evalflow's own scoring
+    does: an infrastructure error is not the model's mistake."""
+
+    @functools.wraps(fn)
+    def scored(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("output", kwargs.get("model_output")) is None:
+            return None
+        return fn(*args, **kwargs)
+
+    return scored
+
+
+def _labelled(scorer: Scorer, label: str) -> Scorer:
+    """The scorer under the name `label`: for an op, a new op over its function; for a
+    weave.Scorer, a copy with that name."""
+    if isinstance(scorer, weave.Scorer):
+        return scorer if scorer.name == label else scorer.model_copy(update={"name": label})
+    fn = getattr(scorer, "resolve_fn", scorer)
+    return weave.op(name=label)(_skips_unanswered(fn))
+
+
+def scorer_key(spec: ScorerSpec) -> str:
+    """The name weave gives the scorer's scores and summary (its label, made a valid name)."""
+    from weave.trace.weave_client import sanitize_object_name
+
+    return sanitize_object_name(spec.label)
+
+
+# ---- what a Python scorer receives, checked before any request -----------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A dataset value as a JSON value (numpy scalars from Parquet become Python ones)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, str | bytes):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def scorer_example(row: Row) -> dict[str, Any]:
+    """What a Python scorer receives from a row (besides `output`): every field of the row,
+    `row_id` and `target`. Also the row of the suite's Weave dataset."""
+    return {**_plain(dict(row.record)), "row_id": row.id, "target": _plain(row.target)}
+
+
+def row_fields(rows: list[Row]) -> set[str]:
+    """The names every row gives a Python scorer (fields all rows have, row_id, target)."""
+    if not rows:
+        return {"row_id", "target"}
+    common = set(rows[0].record)
+    for row in rows[1:]:
+        common &= set(row.record)
+    return common | {"row_id", "target"}
+
+
+def _score_parameters(scorer: Scorer) -> list[inspect.Parameter]:
+    if isinstance(scorer, weave.Scorer):
+        fn = getattr(type(scorer).score, "resolve_fn", type(scorer).score)
+    else:
+        fn = getattr(scorer, "resolve_fn", scorer)
+    return [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+
+
+def _missing_argument(scorer: Scorer, fields: set[str]) -> tuple[str, str] | None:
+    """The first argument the rows cannot give the scorer, and how to fix it (None if all
+    can be given), with weave's rules of argument matching."""
+    params = _score_parameters(scorer)
+    names = {p.name for p in params}
+    if not names & {"output", "model_output"}:
+        return ("output", "it takes no `output` argument to receive the model's answer")
+    column_map = scorer.column_map if isinstance(scorer, weave.Scorer) else None
+    if column_map is not None:
+        for arg, column in column_map.items():
+            if arg not in names:
+                return (arg, f"its column_map maps {arg!r}, which `score` does not take")
+            if column not in fields:
+                return (arg, f"its column_map maps it to {column!r}, not a field")
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in ("output", "model_output"):
+            continue
+        if column_map is None and p.default is not p.empty:
+            continue
+        if p.name in fields or (column_map is not None and p.name in column_map):
+            continue
+        fix = "give it a default, rename it to a field"
+        if isinstance(scorer, weave.Scorer):
+            fix += " or map it to a field with column_map"
+        return (p.name, fix)
+    return None
+
+
+def check_scorers(suite: Suite, fields: set[str]) -> None:
+    """Check, before any request, that every scorer of the suite can be built (importable,
+    valid settings) and that each Python scorer's arguments can all be given from `fields`
+    (the dataset rows' fields, `row_id` and `target`); ConfigError naming the scorer, the
+    argument and the fields otherwise."""
     for spec in suite.scorers:
-        make_scorer(spec)
+        scorer = make_scorer(spec)
+        if spec.kind != "python":
+            continue
+        try:
+            get_scorer_attributes(scorer)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"scorer {spec.label!r} ({spec.path}): {exc}") from None
+        missing = _missing_argument(scorer, fields)
+        if missing is not None:
+            arg, why = missing
+            raise ConfigError(
+                f"scorer {spec.label!r} ({spec.path}): argument {arg!r} cannot be given: {why}. "
+                f"A Python scorer receives output and these fields: {', '.join(sorted(fields))}"
+            )
+
+
+# ---- scoring the collected rows ------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+def _run_scorer(scorer: Scorer, example: dict[str, Any], output: Any) -> Any:
+    """The scorer's return value for one row, given its arguments as weave would; its own op
+    is not traced (calls it makes, to a judge model say, are)."""
+    op, args = prepare_scorer_op_args(scorer, example, output)
+    fn = getattr(op, "resolve_fn", op)
+    result = fn(scorer, **args) if isinstance(scorer, weave.Scorer) else fn(**args)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_awaited(result))
+    return _jsonable(result)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _first_field(value: Any) -> bool | float | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Number):
+        return None if isinstance(value, float) and math.isnan(value) else float(value)  # type: ignore[arg-type]
+    if isinstance(value, dict):
+        for item in value.values():
+            if isinstance(item, bool | Number):
+                return _first_field(item)
+    return None
+
+
+def _headline_field(summary: Any) -> list[str] | None:
+    """The path, inside a row's score, of the value the leaderboard's figure is made of."""
+    path = metric_path(summary)
+    return None if path is None else path.split(".")[:-1]
+
+
+def headline(value: Any, field: list[str] | None) -> bool | float | None:
+    """A Python scorer's number (or true/false) for one row: its return value if it is one,
+    else the field the summary's figure comes from, else its first number or true/false."""
+    if field:
+        for part in field:
+            value = value.get(part) if isinstance(value, dict) else None
+        return _first_field(value) if isinstance(value, bool | Number) else None
+    return _first_field(value)
+
+
+def _column(values: list[bool | float | None], index: pd.Index) -> pd.Series:
+    """One score column: true/false (None where unscored) stays so; any number among them
+    makes a column of numbers (NaN where unscored)."""
+    if all(v is None or isinstance(v, bool) for v in values):
+        return pd.Series(values, index=index, dtype=object)
+    return pd.Series([math.nan if v is None else float(v) for v in values], index=index)
+
+
+def summarize_scores(scorer: Scorer, values: list[Any]) -> Any:
+    """A Python scorer's summary of its per-row values, as weave.Evaluation makes it: the
+    scorer's own summarize for a weave.Scorer, weave's auto_summarize for an op."""
+    if isinstance(scorer, weave.Scorer):
+        summarize = get_scorer_attributes(scorer).summarize_fn
+        fn = getattr(summarize, "resolve_fn", None)
+        return fn(scorer, values) if fn is not None else summarize(values)
+    return auto_summarize(values)
+
+
+def score_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> pd.DataFrame:
+    """The collected frame with a `score:<label>` column per scorer: per answered row a number
+    or true/false (a failed row gets none), the built-in check or a Python scorer's headline;
+    and for a Python scorer a `scorer_output:<label>` column with its return value as JSON."""
+    frame = frame.copy()
+    by_id = {row.id: row for row in rows}
+    examples = [scorer_example(by_id[str(r)]) for r in frame["row_id"]]
+    outputs = [None if pd.isna(o) else str(o) for o in frame["output"]]
+    for spec in suite.scorers:
+        scorer = make_scorer(spec)
+        if isinstance(scorer, RowScorer):
+            checks = [
+                None if out is None else scorer.check(target, out)
+                for target, out in zip(frame["target"], outputs, strict=True)
+            ]
+            frame[SCORE_PREFIX + spec.label] = pd.Series(checks, index=frame.index, dtype=object)
+            continue
+        raw = [
+            None if out is None else _python_score(spec, scorer, example, out)
+            for example, out in zip(examples, outputs, strict=True)
+        ]
+        field = _headline_field(summarize_scores(scorer, raw))
+        heads = [headline(value, field) for value in raw]
+        frame[SCORE_PREFIX + spec.label] = _column(heads, frame.index)
+        frame[OUTPUT_PREFIX + spec.label] = pd.Series(
+            [None if v is None else json.dumps(v, default=str) for v in raw],
+            index=frame.index,
+            dtype=object,
+        )
+    return frame
+
+
+def _python_score(spec: ScorerSpec, scorer: Scorer, example: dict[str, Any], output: str) -> Any:
+    try:
+        return _run_scorer(scorer, example, output)
+    except Exception as exc:
+        raise ConfigError(
+            f"scorer {spec.label!r} ({spec.path}) failed on row {example['row_id']!r}: "
+            f"{type(exc).__name__}: {exc}. Fix the scorer and run again (answers are kept)"
+        ) from None
+
+
+def _headline_leaf(summary: dict[str, Any]) -> str | None:
+    for leaf in ("mean", "true_fraction"):
+        if isinstance(summary.get(leaf), int | float):
+            return leaf
+    return None
+
+
+def metric_path(summary: Any) -> str | None:
+    """The path of a scorer's headline figure in its evaluation summary: the mean of a
+    numeric score, else the fraction of a boolean one (weave's own summary of a Python
+    scorer), for the score itself or for its first field that has one."""
+    if not isinstance(summary, dict):
+        return None
+    if leaf := _headline_leaf(summary):
+        return leaf
+    for key, value in summary.items():
+        if isinstance(value, dict) and (leaf := _headline_leaf(value)):
+            return f"{key}.{leaf}"
+    return None

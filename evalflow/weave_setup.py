@@ -78,7 +78,15 @@ def _local_client(project: str) -> Any:
 
     from evalflow.weave_local.server import LocalTraceServer
 
-    server = LocalTraceServer(home_dir("weave") / f"{project}.sqlite")
+    try:
+        folder = home_dir("weave")
+    except OSError as exc:
+        raise WeaveStoreError(
+            f"Weave store folder under EVALFLOW_HOME: cannot create it ({exc}); set "
+            f"EVALFLOW_HOME to a writable folder"
+        ) from None
+    # An unusable file (a directory, not a database, damaged) raises WeaveStoreError naming it.
+    server = LocalTraceServer(folder / f"{project}.sqlite")
     # The store implements the part of the interface the client uses (not the W&B-only parts).
     client = WeaveClient(
         "local",
@@ -92,9 +100,17 @@ def _local_client(project: str) -> Any:
     return client
 
 
+def store_location(client: Any) -> str:
+    """Where the client's project is stored: the local store's file, or the W&B project."""
+    db = getattr(client.server, "db", None)
+    path = getattr(db, "path", None)
+    return str(path) if path is not None else f"W&B project {client.project_id}"
+
+
 def flush_weave(client: Any | None = None) -> None:
     """Wait until the client has sent everything and the store has written it (other processes
-    read the same file)."""
+    read the same file). WeaveStoreError, naming the file and the OS error, if a write of the
+    local store failed (a full disk, a read-only file)."""
     if client is None:
         from weave.trace.context.weave_client_context import require_weave_client
 

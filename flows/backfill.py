@@ -24,6 +24,8 @@ def backfill_model(
     logger = get_run_logger()
     resolve_models([model], load_registry())  # an unknown model names the known ones
     init_weave(weave_project)
+    # Every suite is asked before anything runs: a store that cannot be read (WeaveStoreError)
+    # stops the backfill before it sends a request; only a missing leaderboard means "none".
     missing = [s for s in suite_names() if model not in models_on_leaderboard(s)]
     logger.info("model %s lacks %d suite(s): %s", model, len(missing), missing)
     return {

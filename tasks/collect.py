@@ -10,38 +10,22 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from evalflow.config import Suite
 from evalflow.inference import Answer
 from evalflow.plan import RunPlan
-from evalflow.results import collect, save_run, score_frame, summarize
+from evalflow.results import collect, save_run, summarize
 from evalflow.run_context import RunContext
-from evalflow.scorers import RowScorer, make_scorer
+from evalflow.scorers import score_rows
 from evalflow.tables import markdown
-
-
-def _row_scores(suite: Suite, frame: pd.DataFrame) -> dict[str, dict[str, list[bool | None]]]:
-    scores: dict[str, dict[str, list[bool | None]]] = {}
-    scorers = [(spec.label, make_scorer(spec)) for spec in suite.scorers]
-    for model, group in frame.groupby("model", sort=False):
-        scores[str(model)] = {
-            label: [
-                None if out is None else scorer.check(target, out)
-                for target, out in zip(group["target"], group["output"], strict=True)
-            ]
-            for label, scorer in scorers
-            if isinstance(scorer, RowScorer)
-        }
-    return scores
 
 
 @task(name="collect", cache_policy=NONE)
 def collect_results(
     plan: RunPlan, answers: list[Answer], run: RunContext
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every answer in one table with its scores, and a summary per model, saved in the run's
-    folder (results.parquet, summary.json)."""
-    frame = collect(plan.rows, answers)
-    frame = score_frame(frame, _row_scores(plan.suite, frame))
+    """Every answer in one table, every answered row scored by every scorer of the suite
+    (Python scorers too), a summary per model; saved in the run's folder (results.parquet,
+    summary.json)."""
+    frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers))
     summary = summarize(frame)
     meta = {
         "run_id": run.run_id,

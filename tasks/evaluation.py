@@ -15,7 +15,8 @@ from evalflow.evaluation import ModelEvaluation, evaluate_stored
 def weave_evaluation(
     suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
 ) -> ModelEvaluation:
-    """Record the suite's Weave evaluation of one model's saved answers (the run's frame)."""
+    """Record the model's Weave evaluation of the run's saved answers (once per run: a rerun
+    finds it)."""
     mine = frame[frame["model"] == spec.name]
-    evaluation, _ = evaluate_stored(suite, rows, spec, mine)
+    evaluation, _ = evaluate_stored(suite, rows, spec, mine, run_id)
     return evaluation

@@ -9,11 +9,22 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import weave
+from weave.flow.leaderboard import get_leaderboard_results
 
+from evalflow.config import DatasetSpec, ModelSpec, ScorerSpec, Suite
+from evalflow.dataset import Row, load_rows
 from evalflow.endpoints import SimEndpoint
-from evalflow.evaluation import read_leaderboard
+from evalflow.evaluation import (
+    evaluate_stored,
+    leaderboard_name,
+    publish_leaderboard,
+    read_leaderboard,
+)
+from evalflow.scorers import score_rows
 from evalflow.weave_setup import init_weave
 from flows.evaluate import evaluate
+from tests.scorer_fixtures import collected_frame
 from tests.suites import answer_key, expected_accuracy, questions, write_suite
 
 ROWS = questions(40)
@@ -83,7 +94,7 @@ def test_a_model_is_the_same_ref_on_runs_with_other_answers(
     assert first.inputs["self"].ref.uri() != second.inputs["self"].ref.uri()  # other rows
 
 
-def test_a_python_scorer_runs_in_weave_own_evaluation(
+def test_a_python_scorer_runs_in_weave_own_evaluation_when_asked(
     prefect_server: str,
     evals: Path,
     sim: SimEndpoint,
@@ -102,6 +113,7 @@ def test_a_python_scorer_runs_in_weave_own_evaluation(
         ],
     )
     monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    monkeypatch.setenv("EVALFLOW_WEAVE_EVALUATION", "weave")
     project = "local/eval-python-scorer"
     result = evaluate(suite="arith", weave_project=project)
     frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
@@ -115,3 +127,226 @@ def test_a_python_scorer_runs_in_weave_own_evaluation(
     assert board["exact_match"] == pytest.approx(coin)
     # The Python scorer's column is the fraction of rows it found true, from weave's summary.
     assert board["answer_is_even"] == pytest.approx(even / len(ROWS))
+
+
+def test_a_named_python_scorer_has_its_column_in_every_result(
+    prefect_server: str,
+    evals: Path,
+    sim: SimEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = write_suite(
+        tmp_path / "named",
+        "arith",
+        ROWS,
+        sim.base_url,
+        {"coin": {}},
+        scorers=[
+            {"kind": "exact_match"},
+            {
+                "kind": "python",
+                "name": "starts_same",
+                "path": "tests.scorer_fixtures.same_first_char",
+            },
+        ],
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    project = "local/eval-named-python-scorer"
+    result = evaluate(suite="arith", weave_project=project)
+    frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
+    same = [str(o)[:1] == str(t)[:1] for o, t in zip(frame["output"], frame["target"], strict=True)]
+    assert frame["score:starts_same"].tolist() == same
+    summary = json.loads((Path(result["folder"]) / "summary.json").read_text())
+    (coin,) = summary["summary"]
+    assert coin["starts_same"] == pytest.approx(sum(same) / len(ROWS))
+    (board,) = read_leaderboard("arith")
+    assert board["starts_same"] == pytest.approx(sum(same) / len(ROWS))
+    # Recorded by evalflow from the scores it has: no per-row predict or scorer calls.
+    (evaluation,) = _calls(project, "Evaluation.evaluate")
+    assert evaluation.output["starts_same"]["same"]["true_count"] == sum(same)
+    assert _calls(project, "StoredAnswers.predict") == []
+    assert _calls(project, "starts_same") == []
+
+
+def test_a_suite_whose_dataset_is_the_weave_dataset_of_its_name_runs(
+    prefect_server: str,
+    evals: Path,
+    sim: SimEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = "local/eval-weave-dataset"
+    evaluate(suite="arith", limit=12, weave_project=project)
+    folder = write_suite(
+        tmp_path / "from-weave",
+        "arith",
+        ROWS,
+        sim.base_url,
+        {"coin": {}},
+        dataset={"path": f"weave:///{project}/object/arith:latest", "id_field": "id"},
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    result = evaluate(suite="arith", weave_project=project)
+    frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
+    assert sorted(frame["row_id"]) == sorted(r["id"] for r in ROWS[:12])
+    (board,) = read_leaderboard("arith")
+    assert board["model"] == "coin"
+
+
+# ---- the recorded evaluation reads as weave's own, and is recorded once per run ---------------
+
+EVAL_ROWS = questions(12)
+
+
+def _stored_run(tmp_path: Path) -> tuple[Suite, list[Row], ModelSpec, pd.DataFrame]:
+    """A suite with built-in and Python scorers (an op and a weave.Scorer, named), its rows,
+    a model, and the model's collected answers (one row failed, one wrong), scored."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in EVAL_ROWS))
+    suite = Suite(
+        name="stored",
+        dataset=DatasetSpec(path=str(data), id_field="id"),
+        scorers=[
+            ScorerSpec(kind="exact_match"),
+            ScorerSpec(kind="numeric_match"),
+            ScorerSpec(
+                kind="python", name="starts_same", path="tests.scorer_fixtures.same_first_char"
+            ),
+            ScorerSpec(kind="python", name="close", path="tests.scorer_fixtures.close_length"),
+        ],
+    )
+    rows = load_rows(suite.dataset_path(), suite.dataset)
+    outputs: dict[str, str | None] = {r.id: str(r.target) for r in rows}
+    outputs[rows[3].id] = None  # failed after its retries
+    outputs[rows[5].id] = "I don't know."
+    spec = ModelSpec(name="stored-model", model="m-1", endpoint="http://127.0.0.1:9/v1")
+    frame = score_rows(suite, rows, collected_frame(spec.name, rows, outputs))
+    return suite, rows, spec, frame
+
+
+def _plain(value: Any) -> Any:
+    """A value weave read back (WeaveDict, WeaveList...) as plain JSON values."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _what_weave_reads(project: str, call: Any, board: Any) -> dict[str, Any]:
+    """What weave's own readers (and the Weave UI's filters) return for one evaluate call."""
+    client = init_weave(project)
+    op = f"weave:///{project}/op/"
+    children = client.get_calls(
+        filter={"op_names": [op + "Evaluation.predict_and_score:*"], "parent_ids": [call.id]}
+    )
+    rows = {}
+    for child in children:
+        example = _plain(child.inputs["example"])
+        rows[example["row_id"]] = {
+            "example": example,
+            "example_ref": child.inputs["example"].ref.uri(),
+            "inputs": sorted(child.inputs),
+            "self": child.inputs["self"].ref.uri(),
+            "model": child.inputs["model"].ref.uri(),
+            "output_keys": sorted(child.output),
+            "output": child.output["output"],
+            "scores": _plain(child.output["scores"]),
+            "status": child.summary["weave"]["status"],
+            "trace": child.trace_id == call.trace_id,
+        }
+    results = {}
+    for result in get_leaderboard_results(board, client):
+        for column, scores in zip(board.columns, result.column_scores, strict=True):
+            for score in scores.scores:
+                if score.evaluate_call_ref.endswith(call.id):
+                    results[(result.model_ref, column.scorer_name)] = score.value
+    summary = _plain(call.output)
+    latency = summary.pop("model_latency")
+    return {
+        "inputs": {k: v.ref.uri() for k, v in call.inputs.items()},
+        "summary": summary,
+        "latency_keys": sorted(latency),
+        "status": call.summary["weave"]["status"],
+        "rows": rows,
+        "leaderboard": results,
+    }
+
+
+def test_the_recorded_evaluation_reads_the_same_as_weave_own(
+    evalflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both paths in one project (refs hold the project's name): two evaluations of the same
+    evaluation and model, one recorded by evalflow, one by weave.Evaluation.evaluate."""
+    suite, rows, spec, frame = _stored_run(tmp_path)
+    project = "local/same-reading"
+    client = init_weave(project)
+    refs, summaries = set(), {}
+    for path in ("recorded", "weave"):
+        monkeypatch.setenv("EVALFLOW_WEAVE_EVALUATION", path)
+        evaluation, eval_ref = evaluate_stored(suite, rows, spec, frame, f"run-{path}")
+        refs.add((eval_ref, evaluation.model_ref))
+        summaries[path] = evaluation.summary
+    ((eval_ref, model_ref),) = refs  # the same objects either way
+    publish_leaderboard(suite, eval_ref, list(summaries.values()))
+    board = weave.ref(f"{leaderboard_name('stored')}:latest").get()
+    # The Weave UI's list of an evaluation's runs: evaluate calls by op and input refs.
+    calls = client.get_calls(
+        filter={
+            "op_names": [f"weave:///{project}/op/Evaluation.evaluate:*"],
+            "input_refs": [eval_ref, model_ref],
+        }
+    )
+    by_run = {c.attributes["evalflow"]["run_id"]: c for c in calls}
+    assert sorted(by_run) == ["run-recorded", "run-weave"]
+    recorded = _what_weave_reads(project, by_run["run-recorded"], board)
+    own = _what_weave_reads(project, by_run["run-weave"], board)
+    assert set(own["rows"]) == {r.id for r in rows}
+    for row_id, row in own["rows"].items():
+        assert recorded["rows"][row_id] == row, row_id
+    for key in ("inputs", "summary", "latency_keys", "status", "leaderboard"):
+        assert recorded[key] == own[key], key
+    assert recorded["inputs"] == {"self": eval_ref, "model": model_ref}
+    assert len(own["leaderboard"]) == 4  # a figure per column
+    assert {k: v for k, v in summaries["recorded"].items() if k != "model_latency"} == own[
+        "summary"
+    ]
+    # The figures themselves: 10 of 11 answered rows right, the failed row in no score.
+    assert own["summary"]["exact_match"]["correct"]["mean"] == pytest.approx(10 / 11)
+    assert own["summary"]["starts_same"]["same"]["true_fraction"] == pytest.approx(10 / 11)
+    assert [c.scorer_name for c in board.columns] == [
+        "exact_match",
+        "numeric_match",
+        "starts_same",
+        "close",
+    ]
+
+
+def test_a_run_recorded_again_counts_once_on_the_leaderboard(
+    evalflow_home: Path, tmp_path: Path
+) -> None:
+    suite, rows, spec, frame = _stored_run(tmp_path)
+    project = "local/recorded-once"
+    init_weave(project)
+    first, eval_ref = evaluate_stored(suite, rows, spec, frame, "run-1")
+    # The run crashed before publishing the leaderboard; started again, it records again.
+    again, same_ref = evaluate_stored(suite, rows, spec, frame, "run-1")
+    assert same_ref == eval_ref and again.summary == first.summary
+    publish_leaderboard(suite, eval_ref, [again.summary])
+    (entry,) = read_leaderboard("stored")
+    assert entry["evaluations"] == 1
+    assert len(_calls(project, "Evaluation.evaluate")) == 1
+    # Its failed row answered later (--retry-errors): the run's one entry holds the new figure.
+    fixed = frame.copy()
+    fixed.loc[3, ["output", "error_class"]] = [str(rows[3].target), None]
+    fixed = score_rows(suite, rows, fixed.drop(columns=[c for c in fixed if ":" in c]))
+    updated, _ = evaluate_stored(suite, rows, spec, fixed, "run-1")
+    publish_leaderboard(suite, eval_ref, [updated.summary])
+    (entry,) = read_leaderboard("stored")
+    assert entry["evaluations"] == 1
+    assert entry["exact_match"] == pytest.approx(11 / 12)
+    # Another run is another evaluation.
+    evaluate_stored(suite, rows, spec, fixed, "run-2")
+    (entry,) = read_leaderboard("stored")
+    assert entry["evaluations"] == 2

@@ -3,6 +3,11 @@
 WAL mode lets readers run while one writer writes; a process-wide lock keeps this process's
 threads from queueing inside SQLite's busy handler (which sleeps), and busy_timeout covers
 other processes.
+
+A file that cannot be opened, read or written (missing folder, a directory, not a database,
+damaged, disk full, read-only) raises WeaveStoreError naming the file. A failed write is also
+remembered (`failure`): writes happen on a writer thread too, whose errors would otherwise be
+seen by no one.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from evalflow.errors import WeaveStoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -97,41 +104,89 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _cause(exc: BaseException) -> str:
+    """An OS or SQLite error in a few words: `SQLITE_FULL: database or disk is full`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} (errno {exc.errno})"
+    code = getattr(exc, "sqlite_errorname", None)
+    return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+
+
 class Database:
     """One SQLite file; a connection per thread; writes serialised in this process."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.failure: str | None = None  # the first failed write, said in one line
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self.error("cannot create its folder", exc) from None
         with self._write_lock:
-            self.connection().executescript(SCHEMA)
+            try:
+                self.connection().executescript(SCHEMA)
+            except sqlite3.Error as exc:
+                raise self.error("cannot open it", exc) from None
+
+    def error(self, what: str, exc: BaseException) -> WeaveStoreError:
+        """One line naming the file, what failed and the OS or SQLite error."""
+        advice = (
+            "free some space or make it writable, then run again"
+            if what.startswith("cannot write")
+            else "restore it, or move it away to start a new store"
+        )
+        return WeaveStoreError(f"Weave store {self.path}: {what} ({_cause(exc)}); {advice}")
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=60000")
+            if self.path.is_dir():
+                raise WeaveStoreError(
+                    f"Weave store {self.path}: a directory, not a SQLite file; move it away"
+                )
+            try:
+                conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=60000")
+            except sqlite3.Error as exc:
+                raise self.error("cannot open it", exc) from None
             self._local.conn = conn
         return conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE), committed on exit, rolled back on error."""
+        """A write transaction (BEGIN IMMEDIATE), committed on exit, rolled back on error. A
+        failed write raises WeaveStoreError and is remembered in `failure`."""
         conn = self.connection()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                _rollback(conn)
+                error = self.error("cannot write to it", exc)
+                self.failure = self.failure or str(error)
+                raise error from None
 
     def read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         conn = self.connection()
         conn.row_factory = sqlite3.Row
-        return list(conn.execute(sql, params))
+        try:
+            return list(conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise self.error("cannot read it", exc) from None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is open (SQLite may have rolled back already, as on a full disk)."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

@@ -9,7 +9,10 @@ every process.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
+import json
+import sys
 import threading
 import time
 import uuid
@@ -54,6 +57,7 @@ from weave.vendor.weave_server_sdk.types.call_read_response import Call
 from weave.vendor.weave_server_sdk.types.object_read_response import Obj
 from weave.vendor.weave_server_sdk.types.table_query_response import Row
 
+from evalflow.errors import WeaveStoreError
 from evalflow.weave_local.db import Database, dumps, loads
 from evalflow.weave_local.query import get_path, matches, sort_records
 from evalflow.weave_local.redact import known_secrets, redact
@@ -81,6 +85,18 @@ def _is_op(val: Any) -> bool:
     )
 
 
+def _redact_exception(text: str | None, secrets: list[str]) -> str | None:
+    """An exception as weave sends it (JSON: type, message, traceback) without secrets: an
+    endpoint's error body may echo the key it was sent."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return str(redact(text, secrets))
+    return json.dumps(redact(value, secrets))
+
+
 class LocalTraceServer:
     """The trace server interface the WeaveClient talks to, on one SQLite file."""
 
@@ -96,30 +112,54 @@ class LocalTraceServer:
         self._flush_every_s = flush_every_s
         self._flusher = threading.Thread(target=self._flush_loop, daemon=True)
         self._flusher.start()
-        atexit.register(self.flush)
+        atexit.register(self._flush_at_exit)
 
     def _enqueue(self, sql: str, values: tuple[Any, ...]) -> None:
         with self._pending_lock:
             self._pending.append((sql, values))
             full = len(self._pending) >= self._batch
-        if full:
-            self.flush()
+        if full:  # a failed write is kept in db.failure, for flush() to raise
+            with contextlib.suppress(WeaveStoreError):
+                self._write_pending()
 
     def _flush_loop(self) -> None:
+        # A failed write is kept (db.failure) for flush() to raise; the loop goes on, slower,
+        # so the queued calls are written if the disk has room again.
         while True:
-            time.sleep(self._flush_every_s)
-            self.flush()
+            time.sleep(self._flush_every_s if self.db.failure is None else 1.0)
+            with contextlib.suppress(WeaveStoreError):
+                self._write_pending()
 
-    def flush(self) -> None:
-        """Write every queued call start and end now."""
+    def _flush_at_exit(self) -> None:
+        try:
+            self.flush()
+        except WeaveStoreError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+
+    def _write_pending(self) -> None:
+        """Write every queued call start and end now; on failure they stay queued."""
         with self._flush_lock:
             with self._pending_lock:
                 pending, self._pending = self._pending, []
             if not pending:
                 return
-            with self.db.write() as conn:
-                for sql, values in pending:
-                    conn.execute(sql, values)
+            try:
+                with self.db.write() as conn:
+                    for sql, values in pending:
+                        conn.execute(sql, values)
+            except WeaveStoreError:
+                with self._pending_lock:
+                    self._pending[:0] = pending
+                raise
+
+    def flush(self) -> None:
+        """Write every queued call start and end now. WeaveStoreError (naming the file and the
+        OS error) if this or any earlier write of this store failed: what was traced since may
+        be lost."""
+        with contextlib.suppress(WeaveStoreError):
+            self._write_pending()
+        if self.db.failure is not None:
+            raise WeaveStoreError(self.db.failure)
 
     # ---- service -------------------------------------------------------------------------
     def server_info(self) -> ServerInfoRes:
@@ -144,7 +184,7 @@ class LocalTraceServer:
             trace_id,
             start.get("parent_id"),
             start["op_name"],
-            start.get("display_name"),
+            redact(start.get("display_name"), secrets),
             start.get("thread_id"),
             start.get("turn_id"),
             start.get("wb_run_id"),
@@ -171,15 +211,16 @@ class LocalTraceServer:
 
     def call_end(self, req: Any) -> None:
         end = req["end"]
-        output = redact(end.get("output"))
+        secrets = known_secrets()
+        output = redact(end.get("output"), secrets)
         values = (
             end["project_id"],
             end["id"],
             end.get("trace_id"),
             _iso(end["ended_at"]),
             dumps(output),
-            dumps(end.get("summary") or {}),
-            end.get("exception"),
+            dumps(redact(end.get("summary") or {}, secrets)),
+            _redact_exception(end.get("exception"), secrets),
             " ".join(sorted(set(refs_in(output)))),
         )
         self._enqueue(
@@ -260,7 +301,7 @@ class LocalTraceServer:
                     params.append(name)
             sql.append(f"AND ({' OR '.join(clauses)})")
         sql.append("ORDER BY started_at, rowid")
-        self.flush()
+        self._write_pending()
         rows = self.db.read(" ".join(sql), params)
         input_refs = set(flt.get("input_refs") or [])
         output_refs = set(flt.get("output_refs") or [])
@@ -295,18 +336,18 @@ class LocalTraceServer:
         return CallReadResponse(call=Call.model_validate(calls[0]) if calls else None)
 
     def call_update(self, req: Any) -> None:
-        self.flush()
+        self._write_pending()
         with self.db.write() as conn:
             if "display_name" in req:
                 conn.execute(
                     "UPDATE calls SET display_name=? WHERE project_id=? AND id=?",
-                    (req["display_name"], req["project_id"], req["call_id"]),
+                    (redact(req["display_name"]), req["project_id"], req["call_id"]),
                 )
 
     def calls_delete(self, req: Any) -> CallDeleteResponse:
         ids = list(req["call_ids"])
         project_id = req["project_id"]
-        self.flush()
+        self._write_pending()
         # A deleted call takes its descendants with it.
         frontier, every = ids, set(ids)
         while frontier:
