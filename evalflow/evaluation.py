@@ -336,14 +336,32 @@ def read_leaderboard(suite: str) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
     for result in results:
         entry: dict[str, Any] = {"model": _ref_name(result.model_ref)}
-        runs = 0
+        runs, latest = 0, None
         for column, scores in zip(spec.columns, result.column_scores, strict=True):
             values = [s.value for s in scores.scores if isinstance(s.value, int | float)]
             entry[column.scorer_name] = values[-1] if values else math.nan
             runs = max(runs, len(scores.scores))
+            latest = latest or (scores.scores[-1].evaluate_call_ref if scores.scores else None)
+        entry["n"] = _rows_scored(client, latest)
         entry["evaluations"] = runs
         table.append(entry)
     return sorted(table, key=lambda e: e["model"])
+
+
+def _rows_scored(client: Any, call_ref: str | None) -> int | None:
+    """How many rows the evaluation behind a leaderboard figure scored (its first built-in
+    scorer's count), or None when its summary does not say."""
+    if call_ref is None:
+        return None
+    try:
+        output = client.get_call(call_ref.rsplit("/", 1)[-1]).output
+    except Exception:  # the figure stands without its n; reading it failed
+        return None
+    for value in (output or {}).values():
+        count = value.get(METRIC, {}).get("count") if isinstance(value, dict) else None
+        if isinstance(count, int):
+            return count
+    return None
 
 
 def models_on_leaderboard(suite: str) -> set[str]:

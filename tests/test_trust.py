@@ -93,6 +93,7 @@ def test_partial_runs_stay_off_the_leaderboard_unless_asked(
     full = evaluate(suite="trust", weave_project=project)
     assert full["leaderboard"] and full["scope"] == "all 40 rows"
     before = read_leaderboard("trust")
+    assert [(e["model"], e["n"]) for e in before] == [("coin", 40), ("oracle", 40)]
     partial = evaluate(suite="trust", limit=4, weave_project=project)
     assert partial["leaderboard"] is None and "first 4 rows" in partial["scope"]
     assert read_leaderboard("trust") == before
