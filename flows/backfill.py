@@ -21,6 +21,7 @@ def backfill_model(
     limit: Annotated[int | None, Field(ge=1, description="first N rows of each suite")] = None,
     weave_project: Annotated[str | None, Field(description="default: local/evalflow")] = None,
 ) -> dict[str, Any]:
+    """Evaluate one model on every suite it has no finished evaluation for, and nothing else."""
     logger = get_run_logger()
     resolve_models([model], load_registry())  # an unknown model names the known ones
     init_weave(weave_project)

@@ -20,6 +20,8 @@ def nightly(
     limit: Annotated[int | None, Field(ge=1, description="first N rows of each suite")] = None,
     weave_project: Annotated[str | None, Field(description="default: local/evalflow")] = None,
 ) -> dict[str, Any]:
+    """Evaluate every suite with every registered model whose key is set here, and republish
+    the leaderboards; one suite failing does not stop the others."""
     logger = get_run_logger()
     chosen, skipped = usable_models(load_registry(), models)
     for name, why in skipped.items():

@@ -397,3 +397,19 @@ def test_a_users_mistake_is_one_line_before_prefect_starts(
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert took < 10  # Prefect never started (it takes 6 s or more here)
     assert sim.stats()["total"] == 0
+
+
+def test_a_read_only_home_is_one_line(evals: Path, tmp_path: Path, sim: SimEndpoint) -> None:
+    if not _can_mount(tmp_path):
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
+    home = tmp_path / "ro-home"
+    home.mkdir()
+    _mount(home, "1m", "ro")
+    try:
+        out = cli("run", "trust", env={"EVALFLOW_HOME": str(home), "PREFECT_API_URL": ""})
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Read-only file system" in out.stderr and str(home) in out.stderr
+    assert sim.stats()["total"] == 0
