@@ -413,3 +413,40 @@ def test_a_read_only_home_is_one_line(evals: Path, tmp_path: Path, sim: SimEndpo
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Read-only file system" in out.stderr and str(home) in out.stderr
     assert sim.stats()["total"] == 0
+
+
+def test_a_scorer_mistake_is_one_line_before_any_request(tmp_path: Path, sim: SimEndpoint) -> None:
+    scorers = [{"kind": "python", "path": "tests.scorer_fixtures.wants_a_rationale"}]
+    folder = write_suite(
+        tmp_path / "e", "scored", ROWS[:5], sim.base_url, {"oracle": {}}, scorers=scorers
+    )
+    out = cli("run", "scored", env={"EVALFLOW_EVALS_DIR": str(folder), "PREFECT_API_URL": ""})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "rationale" in out.stderr
+    assert sim.stats()["total"] == 0
+
+
+def test_a_run_past_its_error_budget_shows_its_failed_chunks(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    limits = {"limits": {"max_attempts": 1}}
+    folder = write_suite(tmp_path / "e", "broken", ROWS, sim.base_url, {"oracle": limits})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(ROWS), error_500=1.0)
+    state = evaluate(
+        suite="broken", chunk_size=10, weave_project="local/t-broken", return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(BudgetExceededError, match="error budget"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        flow_run_id = state.state_details.flow_run_id
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    chunks = [t for t in tasks if t.name.startswith("infer-oracle-")]
+    assert chunks and all(t.state is not None and t.state.is_failed() for t in chunks)
