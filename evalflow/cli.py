@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from evalflow.errors import EvalflowError
-from evalflow.home import apply_offline_environment
+from evalflow.home import apply_offline_environment, make_prefect_home
 
 app = typer.Typer(
     help="evalflow: LLM evaluations as scheduled, orchestrated batch jobs.",
@@ -29,17 +29,19 @@ def serve_llm(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Serve Gemma 3 270M (model id gemma-3-270m) through llama.cpp until Ctrl-C."""
+    """Serve Gemma 3 270M (model id gemma-3-270m) through llama.cpp until Ctrl-C or SIGTERM."""
     from evalflow.endpoints.llm import MODEL_ID, start_llm_process
+    from evalflow.errors import EndpointError
 
     proc, base_url = start_llm_process(host, port)
     typer.echo(f"serving {MODEL_ID} at {base_url} (Ctrl-C to stop)")
     try:
-        proc.proc.wait()
-    except KeyboardInterrupt:
-        pass
+        code = proc.proc.wait()
     finally:
         proc.stop()
+    raise EndpointError(
+        f"the local LLM stopped by itself (exit code {code}); see EVALFLOW_HOME/logs/llm.log"
+    )
 
 
 @serve_app.command("sim")
@@ -93,6 +95,12 @@ def serve_sim(
     }
     if answer_key is not None:
         fields["answer_key"] = load_answer_key(answer_key)
+    else:
+        typer.echo(
+            'warning: no --answer-key: every model, oracle included, answers "I don\'t know." '
+            "(give a JSON {prompt: answer} or JSONL {prompt, answer} file)",
+            err=True,
+        )
     if model:
         fields["models"] = parse_model_specs(model)
     if api_key_env:
@@ -106,7 +114,7 @@ def serve_sim(
     except ValueError as exc:
         raise EvalflowError(f"invalid simulated endpoint profile: {exc}") from None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(profile, host, port))
+        asyncio.run(serve(profile, host, port, handle_signals=False))
 
 
 @app.command("ask")
@@ -350,7 +358,7 @@ def stack_up(
     """Start the local stack: Prefect server, work pool, deployments, worker, local LLM."""
     from evalflow.stack import ui_url, up
 
-    stack = up(port=port, llm_port=llm_port)
+    stack = up(port=port, llm_port=llm_port, detach=background)
     typer.echo(
         f"evalflow is up: Prefect UI at {ui_url(stack)} (deployments: nightly-evals, "
         f"evaluate, backfill-model)"
@@ -358,7 +366,7 @@ def stack_up(
     if background:
         typer.echo("running in the background; stop it with: evalflow down")
         os._exit(0)  # leave them running: they write to their log files, not to us
-    typer.echo("Ctrl-C stops everything")
+    typer.echo("Ctrl-C (or SIGTERM) stops everything")
     try:
         while all(p.proc.poll() is None for p in stack.processes):
             time.sleep(1)
@@ -421,15 +429,33 @@ def weave_objects(
 
 
 def main() -> None:
-    """Console entry point: run the app, turning EvalflowError into one line on stderr."""
+    """Console entry point: run the app, turning EvalflowError into one line on stderr.
+
+    SIGTERM, SIGINT and SIGHUP take the Ctrl-C path; then every process evalflow started is
+    stopped and the exit code is 128 + the signal (evalflow.endpoints.shutdown)."""
+    from evalflow.endpoints.shutdown import (
+        exit_after_signal,
+        install_stop_signals,
+        note_termination,
+        stop_signal,
+    )
+
     apply_offline_environment()
+    make_prefect_home()
+    install_stop_signals()
     try:
         app()
     except EvalflowError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        if stop_signal() is None:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            sys.exit(1)
+    except BaseException as exc:
+        if not note_termination(exc) and stop_signal() is None:
+            raise
+    finally:
+        signum = stop_signal()
+        if signum is not None:
+            exit_after_signal(signum)
 
 
 if __name__ == "__main__":
