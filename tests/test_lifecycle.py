@@ -367,3 +367,77 @@ def test_evalflow_up_keeps_its_own_database_apart_from_the_temporary_servers(
         "PREFECT_PROFILES_PATH": None,
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": None,
     }
+
+
+# --- a deployment run cancelled through the Prefect API --------------------------------------
+
+
+@pytest.mark.slow
+def test_a_deployment_run_cancelled_through_the_api_leaves_no_process(
+    prefect_server: str, sim: SimEndpoint, tmp_path: Path
+) -> None:
+    """A worker runs `evaluate` on a slow simulated model and the local LLM (which the flow run
+    starts itself); the run is cancelled through the API: the flow run process, its llama.cpp
+    server and the worker are all gone, and the run is Cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from tests.test_deployments import prefect_cli
+
+    rows = questions(60)
+    sim.configure(answer_key=answer_key(rows), latency_ms=500)
+    evals = write_suite(tmp_path / "evals", "cancelled", rows, sim.base_url, {"oracle": {}})
+    limits = {"max_concurrency": 2}
+    registry = [
+        {"name": "oracle", "model": "oracle", "endpoint": sim.base_url, "limits": limits},
+        {"name": "gemma", "model": "gemma-3-270m", "endpoint": "local", "limits": limits},
+    ]
+    (evals / "models.yaml").write_text(json.dumps({"models": registry}))
+    env = {k: v for k, v in os.environ.items() if k != "EVALFLOW_LOCAL_LLM_URL"}
+    env.update(PREFECT_API_URL=prefect_server, EVALFLOW_EVALS_DIR=str(evals))
+    env.update(EVALFLOW_REPO=str(REPO))
+    if prefect_cli(prefect_server, "work-pool", "inspect", "evalflow").returncode != 0:
+        pool = ("work-pool", "create", "evalflow", "--type", "process")
+        created = prefect_cli(prefect_server, *pool)
+        assert created.returncode == 0, created.stdout + created.stderr
+    deployed = prefect_cli(prefect_server, "--no-prompt", "deploy", "--all", evals_dir=evals)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("evaluate/evaluate")
+        run = client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={
+                "suite": "cancelled",
+                "models": ["oracle", "gemma"],
+                "chunk_size": 10,
+                "weave_project": "local/cancelled",
+            },
+        )
+    log = tmp_path / "worker.log"
+    worker_command = ["prefect", "worker", "start", "--pool", "evalflow", "--run-once"]
+    worker = start([sys.executable, "-m", *worker_command], log, env)
+    children: dict[int, str] = {}
+    try:
+
+        def llm_and_answers() -> bool:
+            running = descendants(worker.pid)
+            llm = any("llama_server" in command_line(pid) for pid in running)
+            return llm and sim.stats()["total"] >= 4
+
+        wait_for(llm_and_answers, 300, "the flow run did not start the LLM and ask", log)
+        children = {worker.pid: _stat(worker.pid)[1], **descendants(worker.pid)}
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+        deadline = time.monotonic() + 120
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                state = client.read_flow_run(run.id).state
+                if state is not None and state.is_final():
+                    break
+                time.sleep(1)
+        assert state is not None and state.is_cancelled(), (state, log.read_text()[-3000:])
+        assert wait_until_gone(children, timeout=60) == {}, log.read_text()[-3000:]
+        assert sim.stats()["total"] < len(rows)
+    finally:
+        worker.kill()
+        kill_all(children)
