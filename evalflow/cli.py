@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from evalflow.errors import EvalflowError
-from evalflow.home import apply_offline_environment
+from evalflow.home import apply_offline_environment, make_prefect_home
 from evalflow.project import make_flows_importable
 
 if TYPE_CHECKING:
@@ -35,17 +35,19 @@ def serve_llm(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Serve Gemma 3 270M (model id gemma-3-270m) through llama.cpp until Ctrl-C."""
+    """Serve Gemma 3 270M (model id gemma-3-270m) through llama.cpp until Ctrl-C or SIGTERM."""
     from evalflow.endpoints.llm import MODEL_ID, start_llm_process
+    from evalflow.errors import EndpointError
 
     proc, base_url = start_llm_process(host, port)
     typer.echo(f"serving {MODEL_ID} at {base_url} (Ctrl-C to stop)")
     try:
-        proc.proc.wait()
-    except KeyboardInterrupt:
-        pass
+        code = proc.proc.wait()
     finally:
         proc.stop()
+    raise EndpointError(
+        f"the local LLM stopped by itself (exit code {code}); see EVALFLOW_HOME/logs/llm.log"
+    )
 
 
 @serve_app.command("sim")
@@ -99,6 +101,12 @@ def serve_sim(
     }
     if answer_key is not None:
         fields["answer_key"] = load_answer_key(answer_key)
+    else:
+        typer.echo(
+            'warning: no --answer-key: every model, oracle included, answers "I don\'t know." '
+            "(give a JSON {prompt: answer} or JSONL {prompt, answer} file)",
+            err=True,
+        )
     if model:
         fields["models"] = parse_model_specs(model)
     if api_key_env:
@@ -112,7 +120,7 @@ def serve_sim(
     except ValueError as exc:
         raise EvalflowError(f"invalid simulated endpoint profile: {exc}") from None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(profile, host, port))
+        asyncio.run(serve(profile, host, port, handle_signals=False))
 
 
 @app.command("ask")
@@ -434,7 +442,7 @@ def stack_up(
     """Start the local stack: Prefect server, work pool, deployments, worker, local LLM."""
     from evalflow.stack import ui_url, up
 
-    stack = up(port=port, llm_port=llm_port)
+    stack = up(port=port, llm_port=llm_port, detach=background)
     typer.echo(
         f"evalflow is up: Prefect UI at {ui_url(stack)} (deployments: nightly-evals, "
         f"evaluate, backfill-model)"
@@ -442,7 +450,7 @@ def stack_up(
     if background:
         typer.echo("running in the background; stop it with: evalflow down")
         os._exit(0)  # leave them running: they write to their log files, not to us
-    typer.echo("Ctrl-C stops everything")
+    typer.echo("Ctrl-C (or SIGTERM) stops everything")
     try:
         while all(p.proc.poll() is None for p in stack.processes):
             time.sleep(1)
@@ -505,17 +513,20 @@ def weave_objects(
 
 
 def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """One line on stderr (unless a stop signal caused it), exit code 1."""
+    from evalflow.endpoints.shutdown import stop_signal
+
+    if stop_signal() is None:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     sys.exit(1)
 
 
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
 
 
-def main() -> None:
-    """Console entry point: a user's mistake (an EvalflowError, a usage error, a full or
-    read-only disk) is one line on stderr and exit code 1, without a traceback."""
-    apply_offline_environment()
+def _run_app() -> None:
+    """The app; a user's mistake (an EvalflowError, a usage error, a full or read-only disk)
+    is one line on stderr and exit code 1, without a traceback."""
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
@@ -533,10 +544,34 @@ def main() -> None:
         if exc.errno not in _STORAGE_ERRNOS:
             raise
         _fail(f"cannot write {exc.filename or 'a file'} ({exc.strerror}): free space or allow it")
-    except KeyboardInterrupt:
-        sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point (see _run_app for errors).
+
+    SIGTERM, SIGINT and SIGHUP take the Ctrl-C path; then every process evalflow started is
+    stopped and the exit code is 128 + the signal (evalflow.endpoints.shutdown)."""
+    from evalflow.endpoints.shutdown import (
+        exit_after_signal,
+        install_stop_signals,
+        note_termination,
+        stop_signal,
+    )
+
+    apply_offline_environment()
+    make_prefect_home()
+    install_stop_signals()
+    try:
+        _run_app()
+    except BaseException as exc:
+        if not note_termination(exc) and stop_signal() is None:
+            raise
+    finally:
+        signum = stop_signal()
+        if signum is not None:
+            exit_after_signal(signum)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from evalflow.endpoints.llm import start_llm_process
 from evalflow.endpoints.process import ServerProcess, answers, port_in_use
 from evalflow.errors import EndpointError
-from evalflow.home import home_dir, offline_environment
+from evalflow.home import evalflow_prefect_defaults, home_dir, offline_environment
 from evalflow.inference import LOCAL_LLM_ENV
 
 POOL = "evalflow"
@@ -38,8 +38,11 @@ class Stack:
     processes: list[ServerProcess] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
+        """The stack's environment: its own Prefect home, prefect.db and profiles there, apart
+        from the temporary servers of runs without PREFECT_API_URL (evalflow_prefect_defaults)."""
+        defaults = evalflow_prefect_defaults()
         return {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if defaults.get(k) != v},
             **offline_environment(),
             "PREFECT_HOME": str(home_dir("prefect")),
             "PREFECT_API_URL": self.api_url,
@@ -65,8 +68,10 @@ class Stack:
         stack_file().unlink(missing_ok=True)
 
 
-def up(port: int = 4200, llm_port: int = 8000) -> Stack:
-    """Start everything; return the running stack (stop it with Stack.stop or `evalflow down`)."""
+def up(port: int = 4200, llm_port: int = 8000, detach: bool = False) -> Stack:
+    """Start everything; return the running stack (stop it with Stack.stop or `evalflow down`).
+
+    Its processes end with this one, unless detach: then they outlive it (`--background`)."""
     if port_in_use("127.0.0.1", port):
         raise EndpointError(f"port {port} is in use: is a stack already up? Try: evalflow down")
     stack = Stack(api_url=f"http://127.0.0.1:{port}/api")
@@ -79,19 +84,21 @@ def up(port: int = 4200, llm_port: int = 8000) -> Stack:
             ["-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             log_path=log / "prefect-server.log",
+            die_with_parent=not detach,
         )
         stack.processes.append(server)
         server.wait_ready(lambda: answers(f"{stack.api_url}/health"), timeout=120)
         if stack.prefect("work-pool", "inspect", POOL, check=False).returncode != 0:
             stack.prefect("work-pool", "create", POOL, "--type", "process")
         stack.prefect("--no-prompt", "deploy", "--all")
-        llm, llm_url = start_llm_process(port=llm_port)
+        llm, llm_url = start_llm_process(port=llm_port, die_with_parent=not detach)
         stack.processes.append(llm)
         worker = ServerProcess(
             "Prefect worker",
             ["-m", "prefect", "worker", "start", "--pool", POOL],
             env={**env, "EVALFLOW_REPO": str(repo_root()), LOCAL_LLM_ENV: llm_url},
             log_path=log / "prefect-worker.log",
+            die_with_parent=not detach,
         )
         stack.processes.append(worker)
     except BaseException:

@@ -79,9 +79,15 @@ def ensure_weights() -> Path:
 
 
 def start_llm_process(
-    host: str = "127.0.0.1", port: int | None = None, n_ctx: int = 2048, threads: int | None = None
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    n_ctx: int = 2048,
+    threads: int | None = None,
+    die_with_parent: bool = True,
 ) -> tuple[ServerProcess, str]:
-    """Start the llama.cpp server on host:port (a free port if None); return it once it answers."""
+    """Start the llama.cpp server on host:port (a free port if None); return it once it answers.
+
+    It ends with the thread that started it unless die_with_parent is False."""
     weights = ensure_weights()
     port = port or free_port(host)
     if port_in_use(host, port):
@@ -106,7 +112,12 @@ def start_llm_process(
         "--verbose",
         "false",
     ]
-    proc = ServerProcess("local LLM (llama.cpp)", argv, log_path=home_dir("logs") / "llm.log")
+    proc = ServerProcess(
+        "local LLM (llama.cpp)",
+        argv,
+        log_path=home_dir("logs") / "llm.log",
+        die_with_parent=die_with_parent,
+    )
     base_url = f"http://{host}:{port}/v1"
     try:
         proc.wait_ready(lambda: answers(f"{base_url}/models"), timeout=120)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -34,11 +36,44 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+_LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGKILL when the thread that started it ends
+    (on Linux; None elsewhere), so not even a SIGKILLed evalflow leaves its servers behind."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+
+    return arm
+
+
+def stop_all() -> None:
+    """Stop every server process this process started and has not stopped."""
+    for proc in list(_LIVE):
+        with contextlib.suppress(Exception):
+            proc.stop(timeout=5.0)
+
+
 class ServerProcess:
     """A child process serving HTTP; its output is kept (last lines) for error messages.
 
-    With a log file, the child writes to it directly (it outlives us when left running in the
-    background, without a pipe to break) and we follow the file; without one, we read a pipe.
+    With a log file, the child writes to it directly and we follow the file; without one, we
+    read a pipe. The child ends with the thread that started it (die_with_parent, on Linux),
+    unless it is meant to outlive us (`evalflow up --background`): start it from a thread that
+    lives as long as the server is used.
     """
 
     def __init__(
@@ -47,6 +82,7 @@ class ServerProcess:
         argv: list[str],
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.name = name
         self.tail: deque[str] = deque(maxlen=40)
@@ -69,6 +105,7 @@ class ServerProcess:
                 text=True,
                 bufsize=1,
                 start_new_session=True,
+                preexec_fn=_die_with_parent() if die_with_parent else None,
             )
         finally:
             if log_path is not None:
@@ -79,6 +116,7 @@ class ServerProcess:
             daemon=True,
         )
         self._reader.start()
+        _LIVE.add(self)
 
     def _take(self, line: str) -> None:
         self.tail.append(line.rstrip("\n"))
@@ -149,6 +187,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=timeout)
+        _LIVE.discard(self)
         self._reader.join(timeout=2)
 
 

@@ -382,9 +382,12 @@ def _validate_chat(body: Any) -> str | None:
     return None
 
 
-async def serve(profile: SimProfile, host: str, port: int) -> None:
-    """Serve until cancelled; print `listening on URL` once the socket is bound."""
-    runner = web.AppRunner(SimServer(profile).app(), access_log=None, handle_signals=True)
+async def serve(profile: SimProfile, host: str, port: int, handle_signals: bool = True) -> None:
+    """Serve until cancelled; print `listening on URL` once the socket is bound.
+
+    With handle_signals, SIGINT and SIGTERM end it (aiohttp's GracefulExit); without, the
+    caller's signal handlers stay in place (the CLI's, evalflow.endpoints.shutdown)."""
+    runner = web.AppRunner(SimServer(profile).app(), access_log=None, handle_signals=handle_signals)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     try:
