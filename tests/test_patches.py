@@ -225,3 +225,27 @@ def test_llama_cpp_renamed_field_is_noticed_and_never_set(
         assert not llama_patch.disable_weight_repacking()
     assert native.llama_model_default_params is default_params
     assert not hasattr(native.llama_model_default_params(), "use_extra_bufts")
+
+
+def test_prefect_temporary_servers_are_as_verified() -> None:
+    from evalflow.patches import prefect as prefect_patch
+
+    assert version_problem(prefect_patch.DISTRIBUTION, prefect_patch.VERIFIED) is None
+    assert prefect_patch.drift() == []
+
+
+def test_prefect_renamed_registry_is_noticed_and_nothing_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.server.api import server
+
+    from evalflow.patches import _gate
+    from evalflow.patches import prefect as prefect_patch
+
+    monkeypatch.setattr(_gate, "_warned", set())
+    monkeypatch.delattr(server.SubprocessASGIServer, "_instances")
+    assert prefect_patch.drift() == [
+        "SubprocessASGIServer._instances is no longer a dict of servers"
+    ]
+    with pytest.warns(RuntimeWarning, match="temporary servers"):
+        assert prefect_patch.temporary_servers() == []

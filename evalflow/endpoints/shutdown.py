@@ -65,13 +65,12 @@ def note_termination(exc: BaseException) -> bool:
 
 
 def stop_temporary_prefect_servers() -> None:
-    """Stop the temporary Prefect servers (uvicorn) prefect started in this process.
+    """Stop the temporary Prefect servers (uvicorn) prefect started in this process (found
+    through the guarded read in evalflow/patches/prefect.py; without it, the exit handler
+    prefect registered for each server stops it in exit_after_signal)."""
+    from evalflow.patches.prefect import temporary_servers
 
-    Reads prefect's SubprocessASGIServer registry (verified on prefect 3.9); without it, the
-    exit handler prefect registered for each server stops it in exit_after_signal."""
-    module = sys.modules.get("prefect.server.api.server")
-    servers = getattr(getattr(module, "SubprocessASGIServer", None), "_instances", {})
-    for server in list(servers.values()):
+    for server in temporary_servers():
         with contextlib.suppress(Exception):
             server.stop()
 
@@ -91,7 +90,7 @@ def exit_after_signal(signum: int, grace_s: float = 20.0) -> NoReturn:
         started.stop_all()
     stop_temporary_prefect_servers()
     with contextlib.suppress(Exception):
-        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # CPython's own runner of exit handlers (os._exit skips them)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

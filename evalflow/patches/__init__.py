@@ -25,4 +25,8 @@ llama_cpp.disable_weight_repacking (llama-cpp-python >=0.3.36,<0.4, in the local
     `use_extra_bufts` to False: repacked AMX weights segfault at the first decode in VMs that
     do not grant AMX tile state. The field is checked in `llama_model_params._fields_` first.
     Otherwise: weights are repacked as shipped (and may crash on such machines).
+prefect.temporary_servers (prefect >=3.9,<3.10; a read, nothing is changed)
+    Reads `SubprocessASGIServer._instances` in `prefect.server.api.server` to stop prefect's
+    temporary API servers when a stop signal ends evalflow (evalflow/endpoints/shutdown.py).
+    Otherwise: prefect's own exit handlers stop them.
 """

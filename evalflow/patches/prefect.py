@@ -1,0 +1,50 @@
+"""Stop the temporary Prefect servers prefect started in this process, on a stop signal.
+
+Prefect starts its temporary ("ephemeral") API server as a uvicorn subprocess and stops it
+from an exit handler; a SIGTERM without a handler skips exit handlers, and evalflow's
+(evalflow/endpoints/shutdown.py) leaves with os._exit once it has stopped what it started.
+Prefect keeps its servers in the class attribute `SubprocessASGIServer._instances` (a dict of
+the live servers by port), each with `stop()`: read, never changed. Otherwise the exit
+handler prefect registered for each server still stops it when shutdown runs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from evalflow.patches._gate import stand_aside, version_problem
+
+DISTRIBUTION = "prefect"
+VERIFIED = ">=3.9,<3.10"
+PATCH = "prefect: temporary servers stopped on a stop signal"
+MODULE = "prefect.server.api.server"
+
+
+def drift() -> list[str]:
+    """What differs upstream from the internals this read relies on (empty: nothing)."""
+    import importlib
+
+    module = importlib.import_module(MODULE)
+    server = getattr(module, "SubprocessASGIServer", None)
+    if server is None:
+        return [f"{MODULE}.SubprocessASGIServer is gone"]
+    problems = []
+    if not isinstance(getattr(server, "_instances", None), dict):
+        problems.append("SubprocessASGIServer._instances is no longer a dict of servers")
+    if not callable(getattr(server, "stop", None)):
+        problems.append("SubprocessASGIServer has no stop()")
+    return problems
+
+
+def temporary_servers() -> list[Any]:
+    """The temporary servers prefect started in this process (none if prefect's server module
+    was never imported, or when the read stands aside)."""
+    module = sys.modules.get(MODULE)
+    if module is None:
+        return []
+    problems = [p for p in (version_problem(DISTRIBUTION, VERIFIED),) if p] or drift()
+    if problems:
+        stand_aside(PATCH, problems)
+        return []
+    return list(module.SubprocessASGIServer._instances.values())
