@@ -354,8 +354,10 @@ def score_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> pd.DataFra
     or true/false (a failed row gets none), the built-in check or a Python scorer's headline;
     and for a Python scorer a `scorer_output:<label>` column with its return value as JSON."""
     frame = frame.copy()
-    by_id = {row.id: row for row in rows}
-    examples = [scorer_example(by_id[str(r)]) for r in frame["row_id"]]
+    examples: list[dict[str, Any]] = []
+    if any(spec.kind == "python" for spec in suite.scorers):  # built-ins need no example
+        by_id = {row.id: row for row in rows}
+        examples = [scorer_example(by_id[str(r)]) for r in frame["row_id"]]
     outputs = [None if pd.isna(o) else str(o) for o in frame["output"]]
     for spec in suite.scorers:
         scorer = make_scorer(spec)
