@@ -78,6 +78,7 @@ def test_each_row_is_one_predict_and_score_call_with_its_answer_and_scores(
             "model": "coin",
             "exact_match": pytest.approx(coin),
             "numeric_match": pytest.approx(coin),
+            "n": len(ROWS),
             "evaluations": 1,
         }
     ]
