@@ -19,6 +19,7 @@ from tasks.evaluation import weave_evaluation
 from tasks.inference import answer_rows
 from tasks.leaderboard import publish
 from tasks.plan import plan_evaluation
+from tasks.unwalked import unwalked
 
 
 def _run_name() -> str:
@@ -73,12 +74,13 @@ def evaluate(
     with open_run(plan) as run:
         with reachable(plan.specs) as targets:
             answers = answer_rows(plan, run, targets)
-        frame, summary = collect_results(plan, answers, run)
+        frame, summary = collect_results(unwalked(plan), unwalked(answers), unwalked(run))
         run.stop_if_over_budget()
         evaluations = [
-            weave_evaluation(plan.suite, plan.rows, spec, frame, run.run_id) for spec in plan.specs
+            weave_evaluation(plan.suite, unwalked(plan.rows), spec, frame, run.run_id)
+            for spec in plan.specs
         ]
-        board = publish(plan, evaluations) if plan.publishes else None
+        board = publish(unwalked(plan), evaluations) if plan.publishes else None
     return {
         "run_id": run.run_id,
         "folder": str(run.folder),

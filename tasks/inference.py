@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 from prefect.futures import PrefectFuture, as_completed
-from prefect.utilities.annotations import quote
 
 from evalflow.config import Suite
 from evalflow.dataset import Row
@@ -19,14 +18,7 @@ from evalflow.plan import RunPlan
 from evalflow.prompting import render_messages
 from evalflow.run_context import RunContext
 from tasks.limits import ensure_shared_limits, take_shared_slots
-
-T = TypeVar("T")
-
-
-def _unwalked(value: T) -> T:
-    """A task argument Prefect passes as is, without walking it for futures: walking the rows
-    (pydantic models, dataclasses) cost Prefect 11% of a 10,000-row run's CPU."""
-    return cast(T, quote(value))
+from tasks.unwalked import unwalked
 
 
 @task(name="infer-chunk", cache_policy=NONE, task_run_name="infer-{target.spec.name}-{chunk_no}")
@@ -63,11 +55,11 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> list[A
     bar: Any = create_progress_artifact(0.0, description=f"{name}: rows answered")
     futures: list[PrefectFuture[list[Answer]]] = [
         infer_chunk.submit(
-            _unwalked(chunk),
+            unwalked(chunk),
             target,
-            _unwalked(plan.suite),
+            unwalked(plan.suite),
             n,
-            _unwalked(run),
+            unwalked(run),
             shared.get(target.spec.name),
         )
         for target in targets
