@@ -193,7 +193,6 @@ def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
     """The run's plan, checked before Prefect starts (a mistake answers in seconds)."""
     from pydantic import ValidationError
 
-    from evalflow.config import _describe
     from evalflow.errors import ConfigError
     from evalflow.plan import RunRequest, plan_run
     from evalflow.preflight import check_endpoints
@@ -203,7 +202,11 @@ def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
     try:
         parsed = RunRequest.model_validate(request)
     except ValidationError as exc:
-        raise ConfigError(f"invalid options: {_describe(exc).replace('_', '-')}") from None
+        problems = "; ".join(
+            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')} {e['input']}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
     plan = plan_run(parsed)
     check_not_running(plan.run_id)
     check_endpoints([Target.of(s, None) for s in plan.specs if s.endpoint != "local"])
