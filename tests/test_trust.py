@@ -450,3 +450,20 @@ def test_a_run_past_its_error_budget_shows_its_failed_chunks(
         )
     chunks = [t for t in tasks if t.name.startswith("infer-oracle-")]
     assert chunks and all(t.state is not None and t.state.is_failed() for t in chunks)
+
+
+def test_models_list_names_the_registry_it_reads(tmp_path: Path) -> None:
+    empty = cli("models", "list", env={"EVALFLOW_EVALS_DIR": str(tmp_path)})
+    assert empty.returncode == 0, empty.stderr
+    assert f"{tmp_path / 'models.yaml'} (not found: no models registered)" in empty.stdout
+    registry = tmp_path / "elsewhere.yaml"
+    registry.write_text(
+        "models:\n  - {name: mine, model: m-1, endpoint: 'http://127.0.0.1:9/v1'}\n"
+    )
+    found = cli(
+        "models",
+        "list",
+        env={"EVALFLOW_EVALS_DIR": str(tmp_path), "EVALFLOW_MODELS": str(registry)},
+    )
+    assert found.returncode == 0, found.stderr
+    assert str(registry) in found.stdout and "mine" in found.stdout and "m-1" in found.stdout
