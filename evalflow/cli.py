@@ -189,6 +189,20 @@ def _figures(summary: list[dict[str, object]], scorers: list[str]) -> list[dict[
     return table
 
 
+def _use_running_stack() -> None:
+    """With no PREFECT_API_URL set and `evalflow up` running, run on the stack's Prefect server
+    (the run shows in the UI already open; no temporary server to start) and its local LLM."""
+    from evalflow.stack import running_stack
+    from evalflow.targets import LOCAL_LLM_ENV
+
+    if os.environ.get("PREFECT_API_URL") or (stack := running_stack()) is None:
+        return
+    os.environ["PREFECT_API_URL"] = stack["api_url"]
+    if stack["llm_url"]:
+        os.environ.setdefault(LOCAL_LLM_ENV, stack["llm_url"])
+    typer.echo(f"on the local stack: {stack['api_url'].removesuffix('/api')}", err=True)
+
+
 def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
     """The run's plan, checked before Prefect starts (a mistake answers in seconds)."""
     from pydantic import ValidationError
@@ -271,6 +285,7 @@ def run(
     }
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
+    _use_running_stack()
     _quiet_prefect(verbose)
     make_flows_importable()
     from flows.evaluate import evaluate

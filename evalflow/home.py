@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 DATABASE_URL_VAR = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+DEFAULTS_FOR_VAR = "EVALFLOW_PREFECT_DEFAULTS_FOR"  # the home whose Prefect defaults are set
 
 
 def evalflow_home_path() -> Path:
@@ -42,24 +43,26 @@ def offline_environment() -> dict[str, str]:
     }
 
 
-def temporary_server_database_url() -> str:
+def temporary_server_database_url(home: Path | None = None) -> str:
     """The database of the temporary Prefect servers evalflow's runs start (without
     PREFECT_API_URL): apart from prefect.db, the database of `evalflow up`'s long-lived server."""
-    return f"sqlite+aiosqlite:///{evalflow_home_path() / 'prefect' / 'temporary-server.db'}"
+    home = home or evalflow_home_path()
+    return f"sqlite+aiosqlite:///{home / 'prefect' / 'temporary-server.db'}"
 
 
-def evalflow_prefect_defaults() -> dict[str, str]:
+def evalflow_prefect_defaults(home: Path | None = None) -> dict[str, str]:
     """Where evalflow puts Prefect's state when the user has not chosen: PREFECT_HOME is
     EVALFLOW_HOME/prefect, and holds what Prefect writes (the temporary server's database, its
     memo store, local result storage); the user's own Prefect configuration (profiles, such as a
     server set with `prefect config set PREFECT_API_URL=...`, and logging.yml) is still read
     from ~/.prefect."""
+    home = home or evalflow_home_path()
     user_config = Path.home() / ".prefect"
     return {
-        "PREFECT_HOME": str(evalflow_home_path() / "prefect"),
+        "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_PROFILES_PATH": str(user_config / "profiles.toml"),
         "PREFECT_LOGGING_CONFIG_PATH": str(user_config / "logging.yml"),
-        DATABASE_URL_VAR: temporary_server_database_url(),
+        DATABASE_URL_VAR: temporary_server_database_url(home),
     }
 
 
@@ -75,8 +78,20 @@ def prefect_home_environment() -> dict[str, str]:
 def apply_offline_environment() -> None:
     """Set the offline settings and Prefect's home in this process where the user has not set
     them. Call it before prefect is imported: Prefect reads its settings once, at import."""
-    for key, value in {**offline_environment(), **prefect_home_environment()}.items():
+    inherited = os.environ.get(DEFAULTS_FOR_VAR)
+    if inherited is not None and inherited != str(evalflow_home_path()):
+        # Set by an evalflow process for another EVALFLOW_HOME (a parent that started this
+        # one), not chosen by the user: this home gets its own. Values changed since are kept.
+        for key, value in evalflow_prefect_defaults(Path(inherited)).items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        del os.environ[DEFAULTS_FOR_VAR]
+    for key, value in offline_environment().items():
         os.environ.setdefault(key, value)
+    if defaults := prefect_home_environment():
+        for key, value in defaults.items():
+            os.environ.setdefault(key, value)
+        os.environ[DEFAULTS_FOR_VAR] = str(evalflow_home_path())
 
 
 def make_prefect_home() -> None:

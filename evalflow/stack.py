@@ -19,13 +19,15 @@ from evalflow.endpoints.llm import start_llm_process
 from evalflow.endpoints.process import ServerProcess, answers, port_in_use
 from evalflow.errors import EndpointError
 from evalflow.home import evalflow_prefect_defaults, home_dir, offline_environment
-from evalflow.inference import LOCAL_LLM_ENV
+from evalflow.project import project_root
+from evalflow.targets import LOCAL_LLM_ENV
 
 POOL = "evalflow"
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    """The Prefect project the stack deploys (a checkout, or the copy inside the wheel)."""
+    return project_root()
 
 
 def stack_file() -> Path:
@@ -105,9 +107,28 @@ def up(port: int = 4200, llm_port: int = 8000, detach: bool = False) -> Stack:
         stack.stop()
         raise
     stack_file().write_text(
-        json.dumps({"api_url": stack.api_url, "pids": [p.proc.pid for p in stack.processes]})
+        json.dumps(
+            {
+                "api_url": stack.api_url,
+                "llm_url": llm_url,
+                "pids": [p.proc.pid for p in stack.processes],
+            }
+        )
     )
     return stack
+
+
+def running_stack() -> dict[str, str] | None:
+    """The stack `evalflow up` started, if it is up: its Prefect API and local LLM URLs."""
+    path = stack_file()
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    api_url = recorded.get("api_url")
+    if not isinstance(api_url, str) or not answers(f"{api_url}/health"):
+        return None
+    return {"api_url": api_url, "llm_url": str(recorded.get("llm_url") or "")}
 
 
 def down() -> int:

@@ -132,3 +132,17 @@ def test_a_run_started_from_the_prefect_ui_form_completes(
     assert run["parameters"]["suite"] == "ui-second" and run["parameters"]["limit"] == 5
     assert sim.stats()["by_status"] == {"200": 5}  # five rows, one model, asked once each
     print(f"screenshots: {tmp_path / 'form.png'}, {tmp_path / 'completed.png'}")
+
+
+def test_a_cli_run_while_the_stack_is_up_runs_on_its_server(
+    stack: tuple[str, dict[str, str]], sim: SimEndpoint
+) -> None:
+    ui, env = stack
+    sim.reset()
+    out = evalflow("run", "ui-first", "--limit", "3", env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"on the local stack: {ui}" in out.stderr
+    runs = httpx.post(f"{ui}/api/flow_runs/filter", json={"limit": 50}, timeout=10).json()
+    mine = [r for r in runs if r["parameters"].get("suite") == "ui-first"]
+    assert len(mine) == 1 and mine[0]["state"]["type"] == "COMPLETED"
+    assert sim.stats()["by_status"] == {"200": 3}
