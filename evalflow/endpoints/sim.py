@@ -123,6 +123,9 @@ class SimServer:
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
             "seconds": time.monotonic() - self.started,
             "answering_seconds": self.last_answer - self.first_answer,
+            "first_answer_after_s": (
+                self.first_answer - self.started if self.first_answer else None
+            ),
             "peak_in_flight": self.peak_in_flight,
             "projects": dict(self.projects),
         }

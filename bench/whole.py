@@ -1,0 +1,223 @@
+"""Whole process: what a user waits for, from the command to its exit, next to the in-loop rate.
+
+    uv run python -m bench.whole [--rows 1000 5000] [--latency-ms 200]
+
+Each contender runs as its own command, as a user runs it: `evalflow run` (no PREFECT_API_URL,
+so it starts its temporary Prefect server; its home is warmed by one earlier 1-row run, as any
+second command on a machine is: the server's database is migrated once per EVALFLOW_HOME), a
+plain weave.Evaluation script and a naive Prefect flow (bench/contenders.py), all at 32 requests
+in flight. Two endpoints, each in a process of its own on this machine, so their CPU competes
+with the client's as a user's local server does: the project's simulated endpoint (asyncio,
+one thread) and a plain threaded stdlib server (bench/plain_endpoint.py). The endpoint counts
+the answers: the in-loop rate is answers over the time from the first to the last; "first
+answer" is how long after the command started the endpoint answered for the first time.
+The bound is 32 / latency (160 rows/s at 200 ms); the whole-process bound is rows / 160.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.results import write_section
+
+CONCURRENCY = 32
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    answered: int
+    rate: float
+    first_answer_s: float | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_endpoint(kind: str, key: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    if kind == "simulated":
+        command = [
+            "-m",
+            "evalflow.cli",
+            "serve",
+            "sim",
+            "--port",
+            str(port),
+            "--answer-key",
+            str(key),
+            "--latency-ms",
+            str(latency_ms),
+            "--jitter-ms",
+            "50",
+        ]
+    else:
+        command = [
+            "-m",
+            "bench.plain_endpoint",
+            "--port",
+            str(port),
+            "--answer-key",
+            str(key),
+            "--latency-ms",
+            str(latency_ms),
+        ]
+    proc = subprocess.Popen(
+        [sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{root}/v1/models", timeout=1).status_code == 200:
+                return proc, root
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"the {kind} endpoint did not start")
+
+
+def endpoint_counts(kind: str, root: str) -> tuple[int, float, float | None]:
+    """Answers, seconds from the first to the last, and the first's delay since the reset."""
+    stats = httpx.get(f"{root}/_stats", timeout=10).json()
+    if kind == "simulated":
+        answered = int(stats["by_status"].get("200", 0))
+        return answered, float(stats["answering_seconds"]), stats["first_answer_after_s"]
+    return int(stats["answered"]), float(stats["answering_seconds"]), stats["first_answer_after_s"]
+
+
+def measure(command: list[str], env: dict[str, str], kind: str, root: str) -> Measured:
+    httpx.post(f"{root}/_stats/reset", timeout=10)
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    answered, seconds, first = endpoint_counts(kind, root)
+    return Measured(wall, answered, (answered - 1) / max(seconds, 1e-9), first)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
+    args = parser.parse_args()
+    from tests.suites import answer_key, questions, write_suite
+
+    work = Path(tempfile.mkdtemp(prefix="bench-whole-"))
+    everything = questions(max(args.rows))
+    key = work / "key.json"
+    key.write_text(json.dumps(answer_key(everything)))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    base_env.pop("EVALFLOW_PREFECT_DEFAULTS_FOR", None)
+    base_env["PREFECT_LOGGING_LEVEL"] = "CRITICAL"
+    bound = CONCURRENCY / (args.latency_ms / 1000)
+    table: list[str] = []
+    for kind in ("simulated", "plain threaded"):
+        proc, root = start_endpoint(kind.split()[0], key, args.latency_ms)
+        kind = kind.split()[0]
+        try:
+            for n in args.rows:
+                rows = everything[:n]
+                rows_file = work / f"rows-{n}.json"
+                rows_file.write_text(json.dumps(rows))
+                limits: dict[str, object] = {
+                    "limits": {"max_concurrency": CONCURRENCY, "timeout_s": 30.0}
+                }
+                evals = write_suite(
+                    work / f"evals-{kind}-{n}", "bench", rows, f"{root}/v1", {"oracle": limits}
+                )
+                home = work / f"home-{kind}-{n}"
+                env = {**base_env, "EVALFLOW_HOME": str(home), "EVALFLOW_EVALS_DIR": str(evals)}
+                evalflow = [
+                    sys.executable,
+                    "-m",
+                    "evalflow.cli",
+                    "run",
+                    "bench",
+                    "--chunk-size",
+                    "500",
+                    "--weave-project",
+                    "local/whole",
+                ]
+                measure([*evalflow, "--limit", "1"], env, kind, root)  # warm the home
+                contenders = {
+                    "evalflow run": evalflow,
+                    "plain weave.Evaluation": [
+                        sys.executable,
+                        "-m",
+                        "bench.contenders",
+                        "weave",
+                        "--base-url",
+                        f"{root}/v1",
+                        "--rows-file",
+                        str(rows_file),
+                    ],
+                    "naive Prefect flow": [
+                        sys.executable,
+                        "-m",
+                        "bench.contenders",
+                        "naive",
+                        "--base-url",
+                        f"{root}/v1",
+                        "--rows-file",
+                        str(rows_file),
+                    ],
+                }
+                results = {}
+                for name, command in contenders.items():
+                    results[name] = measure(command, env, kind, root)
+                    m = results[name]
+                    print(
+                        f"{kind} {n} {name}: {m.wall_s:.1f} s wall, {m.rate:.1f} rows/s "
+                        f"in the loop, {m.answered} answered, first answer {m.first_answer_s}"
+                    )
+                ours = results["evalflow run"].wall_s
+                for name, m in results.items():
+                    first = "-" if m.first_answer_s is None else f"{m.first_answer_s:.1f}"
+                    table.append(
+                        f"| {kind} | {n} | {name} | {m.wall_s:.1f} | {n / bound:.1f} | "
+                        f"{ours / m.wall_s:.2f} | {m.rate:.1f} | {m.rate / bound:.2f} | "
+                        f"{first} | {m.answered} |"
+                    )
+        finally:
+            proc.kill()
+            proc.wait()
+    body = "\n".join(
+        [
+            f"Bound: {CONCURRENCY} in flight / {args.latency_ms / 1000:g} s = {bound:.0f} rows/s; "
+            "each contender is one command, run one after another; endpoints on this machine.",
+            "",
+            "| endpoint | rows | contender | wall s | bound s | evalflow's wall / this | "
+            "in-loop rows/s | of the bound | first answer s | answered |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *table,
+            "",
+            "Goals (issue 16): evalflow's wall at most 0.8x the plain weave.Evaluation's on both "
+            "endpoints; at 5,000 rows on the simulated endpoint, whole process at least 0.8 of "
+            "the bound.",
+        ]
+    )
+    if args.no_write:
+        print(body)
+    else:
+        write_section("Whole process", "uv run python -m bench.whole", body)
+
+
+if __name__ == "__main__":
+    main()
