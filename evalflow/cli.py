@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -209,9 +210,7 @@ def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
 
     from evalflow.errors import ConfigError
     from evalflow.plan import RunRequest, plan_run
-    from evalflow.preflight import check_endpoints
     from evalflow.runs import check_not_running
-    from evalflow.targets import Target
 
     try:
         parsed = RunRequest.model_validate(request)
@@ -223,8 +222,27 @@ def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
         raise ConfigError(problems) from None
     plan = plan_run(parsed)
     check_not_running(plan.run_id)
-    check_endpoints([Target.of(s, None) for s in plan.specs if s.endpoint != "local"])
     return plan
+
+
+def _start_prefect_early() -> threading.Thread | None:
+    """With no Prefect server to use, start Prefect's temporary one now, in the background
+    (through its public client, which starts it when PREFECT_API_URL is unset), while this
+    process checks the endpoints and imports the flow: its start is most of a small run's wait.
+    The flow's client then finds it running (join the thread first)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+
+    def start() -> None:
+        # If this fails, the flow's own client starts the server, and says why if it can't.
+        with contextlib.suppress(Exception):
+            from prefect.client.orchestration import get_client
+
+            get_client(sync_client=True)
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread
 
 
 @app.command("run")
@@ -264,9 +282,9 @@ def run(
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, print the run's figures, publish the leaderboard."""
-    import threading
-
+    from evalflow.preflight import check_endpoints
     from evalflow.run_context import RunWatch, watching
+    from evalflow.targets import Target
 
     request: dict[str, Any] = {
         "suite": suite,
@@ -287,8 +305,13 @@ def run(
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
     _use_running_stack()
     _quiet_prefect(verbose)
+    prefect_starting = _start_prefect_early()
+    check_endpoints([Target.of(s, None) for s in plan.specs if s.endpoint != "local"])
     make_flows_importable()
     from flows.evaluate import evaluate
+
+    if prefect_starting is not None:
+        prefect_starting.join()
 
     outcome: dict[str, object] = {}
     watcher = RunWatch()
