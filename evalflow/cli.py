@@ -305,8 +305,10 @@ def run(
 
 
 def _leader_note(verdict: dict[str, Any]) -> str:
+    from evalflow.figures import p_value
+
     status = str(verdict["status"])
-    return f"{status} (p={verdict['p']:.3f})" if isinstance(verdict.get("p"), float) else status
+    return f"{status} (p={p_value(verdict['p'])})" if "p" in verdict else status
 
 
 def _print_leaderboard(suite: str, weave_project: str | None, as_json: bool) -> None:
@@ -453,7 +455,7 @@ def history(
 
 def _comparison_text(result: dict[str, Any], limit: int) -> str:
     """One comparison as text: the rows, a line per scorer, the rows that changed."""
-    from evalflow.figures import figure
+    from evalflow.figures import figure, p_value
     from evalflow.tables import text
 
     rows = result["rows"]
@@ -484,7 +486,7 @@ def _comparison_text(result: dict[str, Any], limit: int) -> str:
             "A": figure(s["mean_a"]),
             "B": figure(s["mean_b"]),
             "delta B-A [95% CI]": figure(s["delta"], s["ci_low"], s["ci_high"]),
-            "p": "-" if s["p"] != s["p"] else f"{s['p']:.4f}",
+            "p": p_value(s["p"]),
             "test": s["test"],
             "wins/ties/losses": f"{s['wins']}/{s['ties']}/{s['losses']}",
         }

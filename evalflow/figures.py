@@ -28,6 +28,14 @@ def figure(mean: Any, low: Any = None, high: Any = None, n: Any = None) -> str:
     return text
 
 
+def p_value(value: Any) -> str:
+    """`0.4545`; `3.2e-08` below 0.0001 (never a bare 0.0000); `-` when there is none."""
+    number = _number(value)
+    if number is None:
+        return "-"
+    return f"{number:.4f}" if number >= 1e-4 else f"{number:.1e}"
+
+
 def cost(value: Any) -> str:
     """`$0.0123`, or `-` when the model's prices are not known."""
     number = _number(value)

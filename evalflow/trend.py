@@ -40,18 +40,22 @@ def plot_history(
     for axis, label in zip(axes[:, 0], labels, strict=True):
         for model, rows in table.groupby("model", sort=True):
             x = when[rows.index]
-            line = axis.plot(x, rows[label].astype(float), marker="o", label=str(model))[0]
-            axis.fill_between(
-                x,
-                rows[f"{label} ci_low"].astype(float),
-                rows[f"{label} ci_high"].astype(float),
-                color=line.get_color(),
-                alpha=0.2,
-                linewidth=0,
-            )
+            mean = rows[label].astype(float)
+            low = rows[f"{label} ci_low"].astype(float)
+            high = rows[f"{label} ci_high"].astype(float)
+            line = axis.plot(x, mean, marker="o", label=str(model))[0]
+            color = line.get_color()
+            axis.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
+            # The interval of each evaluation also as a bar: a band needs two points to show.
+            bars = [(mean - low).clip(lower=0), (high - mean).clip(lower=0)]
+            axis.errorbar(x, mean, yerr=bars, fmt="none", ecolor=color, alpha=0.7, capsize=3)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend(loc="best", fontsize="small")
+    if when.min() == when.max():  # one moment: a day around it, not years
+        axes[-1, 0].set_xlim(
+            when.min() - pd.Timedelta(hours=12), when.max() + pd.Timedelta(hours=12)
+        )
     locator = mdates.AutoDateLocator()
     axes[-1, 0].xaxis.set_major_locator(locator)
     axes[-1, 0].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
