@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 from scipy import stats as sp
 
 from evalflow.compare import compare, versus_leader
@@ -96,6 +97,13 @@ def test_history_keeps_one_record_per_full_run_and_model(
         (saved,) = [s for s in summary["summary"] if s["model"] == record["model"]]
         assert saved["exact_match ci_low"] == pytest.approx(low)
         assert saved["exact_match n"] == len(ROWS)
+    # The run's Prefect artifact shows each figure with its interval and n, 3 decimals.
+    markdown = str(Artifact.get("hist-summary").data)  # type: ignore[union-attr]
+    for record in history.to_dict("records"):
+        low, high = record["exact_match ci_low"], record["exact_match ci_high"]
+        row = f"| {record['model']} | {record['exact_match']:.3f} [{low:.3f}, {high:.3f}] |"
+        assert row in markdown
+    assert "| n |" in markdown and f"| {len(ROWS)} | 0 |" in markdown
     good = history[history["model"] == "good"].iloc[0]
     tokens = frame[frame["model"] == "good"][["prompt_tokens", "completion_tokens"]].sum()
     expected_cost = (tokens["prompt_tokens"] * 0.5 + tokens["completion_tokens"] * 2.0) / 1e6
