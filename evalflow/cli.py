@@ -174,20 +174,11 @@ def _progress_line(run: RunContext) -> str:
 
 
 def _figures(summary: list[dict[str, object]], scorers: list[str]) -> list[dict[str, object]]:
-    """The run's own figures per model: each scorer's mean with its 95% interval, n, errors."""
-    table = []
-    for entry in summary:
-        row: dict[str, object] = {"model": entry["model"]}
-        for label in scorers:
-            mean, stderr = entry.get(label), entry.get(f"{label} stderr")
-            if isinstance(mean, float) and isinstance(stderr, float) and mean == mean:
-                row[label] = f"{mean:.3f} ±{1.96 * stderr:.3f}"
-            else:
-                row[label] = "-"
-        row["n"] = entry.get("answered")
-        row["errors"] = entry.get("errors")
-        table.append(row)
-    return table
+    """The run's own figures per model: each scorer's mean [95% interval], n (rows scored),
+    errors, tokens, and cost when the model's prices are known."""
+    from evalflow.figures import summary_table
+
+    return summary_table(summary, scorers)
 
 
 def _use_running_stack() -> None:
@@ -343,7 +334,7 @@ def run(
     typer.echo(f"run {result['run_id']} finished in {time.monotonic() - started:.1f} s")
     typer.echo(f"results: {result['folder']}")
     labels = [s.label for s in plan.suite.scorers]
-    typer.echo(f"\n{plan.suite.name}, {result['scope']} (mean ±95% interval, n rows scored)")
+    typer.echo(f"\n{plan.suite.name}, {result['scope']} (mean [95% interval], n rows scored)")
     typer.echo(text(_figures(result["summary"], labels)))
     if result["leaderboard"]:
         typer.echo(f"\nleaderboard {plan.suite.name} updated: evalflow leaderboard {suite}")
@@ -354,21 +345,54 @@ def run(
         )
 
 
+def _leader_note(verdict: dict[str, Any]) -> str:
+    from evalflow.figures import p_value
+
+    status = str(verdict["status"])
+    return f"{status} (p={p_value(verdict['p'])})" if "p" in verdict else status
+
+
 def _print_leaderboard(suite: str, weave_project: str | None, as_json: bool) -> None:
     import json
 
+    from evalflow.compare import versus_leader
     from evalflow.config import load_suite
     from evalflow.evaluation import read_leaderboard
+    from evalflow.figures import figure
     from evalflow.tables import text
     from evalflow.weave_setup import init_weave
 
     init_weave(weave_project)
     name = load_suite(suite).name if suite.endswith((".yaml", ".yml")) else suite
     table = read_leaderboard(name)
+    columns = [k for k in (table[0] if table else {}) if f"{k} ci_low" in table[0]]
+    verdicts = versus_leader(table, columns[0]) if columns else {}
     if as_json:
+        for entry in table:
+            entry["vs_leader"] = verdicts.get(entry["model"], {"status": "n/a"})
         typer.echo(json.dumps(table, indent=2, default=str))
-    else:
-        typer.echo(f"leaderboard {name}\n{text(table)}")
+        return
+    shown = []
+    for entry in table:
+        row: dict[str, Any] = {"model": entry["model"]}
+        for column in columns:
+            row[column] = figure(
+                entry[column],
+                entry.get(f"{column} ci_low"),
+                entry.get(f"{column} ci_high"),
+                entry.get(f"{column} n"),
+            )
+        row["evaluations"] = entry.get("evaluations")
+        row[f"vs leader ({columns[0]})" if columns else "vs leader"] = _leader_note(
+            verdicts.get(entry["model"], {"status": "n/a"})
+        )
+        shown.append(row)
+    typer.echo(f"leaderboard {name}: mean [95% interval] n=rows scored\n{text(shown)}")
+    if columns:
+        typer.echo(
+            f"tied: no significant difference from the leader on {columns[0]} (paired test on "
+            f"the rows both scored, Holm-corrected); n/a: a run's saved results are not here"
+        )
 
 
 @app.command("leaderboard")
@@ -402,6 +426,156 @@ def failures(
     typer.echo(text(shown[:limit]) if shown else f"run {run_id}: no failed or wrong rows")
     if len(rows) > limit:
         typer.echo(f"... {len(rows) - limit} more (--limit, --json)")
+
+
+def _suite_name(suite: str) -> str:
+    from evalflow.config import load_suite
+
+    return load_suite(suite).name if suite.endswith((".yaml", ".yml")) else suite
+
+
+def _history_rows(table: Any) -> list[dict[str, Any]]:
+    """The history as a person reads it: when, model, run, each scorer's mean [95% interval]
+    n, tokens, latency, and cost when known."""
+    from evalflow.figures import cost, scorer_figure
+    from evalflow.history import scorer_labels
+
+    labels = scorer_labels(table)
+    priced = table["cost"].notna().any()
+    rows = []
+    for entry in table.to_dict("records"):
+        row: dict[str, Any] = {
+            "finished (UTC)": entry["finished"].strftime("%Y-%m-%d %H:%M"),
+            "model": entry["model"],
+            "run": entry["run_id"],
+        }
+        row.update({label: scorer_figure(entry, label) for label in labels})
+        row.update({"errors": entry["errors"], "tokens": entry["tokens"]})
+        row["latency_s"] = entry["mean_latency_s"]
+        if priced:
+            row["cost"] = cost(entry["cost"])
+        rows.append(row)
+    return rows
+
+
+@app.command("history")
+def history(
+    suite: Annotated[str, typer.Argument(help="suite name (or its YAML path)")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="only this model")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE.png", help="also draw each model's score over time"),
+    ] = None,
+) -> None:
+    """The suite's finished full evaluations, oldest first: per model and run, each scorer's
+    mean [95% interval] n, tokens, latency, cost (EVALFLOW_HOME/history)."""
+    import json
+
+    from evalflow.history import read_history
+    from evalflow.tables import text
+
+    name = _suite_name(suite)
+    table = read_history(name, model)
+    if plot is not None:
+        from evalflow.trend import plot_history
+
+        plot_history(table, plot, name)
+    if json_:
+        records = json.loads(table.to_json(orient="records", date_format="iso"))
+        typer.echo(json.dumps(records, indent=2))
+    elif table.empty:
+        which = f" of model {model}" if model else ""
+        typer.echo(f"suite {name}: no finished full evaluation{which} recorded yet")
+    else:
+        typer.echo(f"{name}: mean [95% interval] per scorer (n shown when it is not the run's)")
+        typer.echo(text(_history_rows(table)))
+    if plot is not None:
+        typer.echo(f"chart: {plot}")
+
+
+def _comparison_text(result: dict[str, Any], limit: int) -> str:
+    """One comparison as text: the rows, a line per scorer, the rows that changed."""
+    from evalflow.figures import figure, p_value
+    from evalflow.tables import text
+
+    rows = result["rows"]
+
+    def ids(values: list[str]) -> str:
+        return ", ".join(values[:limit]) + (
+            f" (+{len(values) - limit})" if len(values) > limit else ""
+        )
+
+    lines = [
+        f"{result['suite']}: B = {result['b']} against A = {result['a']}",
+        f"rows: {rows['a']} on A, {rows['b']} on B, {rows['shared']} on both, "
+        f"{rows['paired']} paired (answered on both)",
+    ]
+    for key, what in (
+        ("only_a", "only on A"),
+        ("only_b", "only on B"),
+        ("failed_a", "failed on A (left out)"),
+        ("failed_b", "failed on B (left out)"),
+        ("input_changed", "input differs"),
+    ):
+        if rows[key]:
+            lines.append(f"{what}: {len(rows[key])}: {ids(rows[key])}")
+    table = [
+        {
+            "scorer": s["scorer"],
+            "n": s["n"],
+            "A": figure(s["mean_a"]),
+            "B": figure(s["mean_b"]),
+            "delta B-A [95% CI]": figure(s["delta"], s["ci_low"], s["ci_high"]),
+            "p": p_value(s["p"]),
+            "test": s["test"],
+            "wins/ties/losses": f"{s['wins']}/{s['ties']}/{s['losses']}",
+        }
+        for s in result["scorers"]
+    ]
+    lines += ["", text(table)]
+    for s in result["scorers"]:
+        changed = [
+            {
+                "row_id": f["row_id"],
+                "A -> B": f"{f['score_a']} -> {f['score_b']}",
+                "input": str(f["input"])[:50],
+                "output A": str(f["output_a"])[:30],
+                "output B": str(f["output_b"])[:30],
+            }
+            for f in s["flipped"]
+        ]
+        if changed:
+            more = f", first {limit} shown (--limit, --json)" if len(changed) > limit else ""
+            lines += ["", f"{s['scorer']}: {len(changed)} rows changed{more}"]
+            lines.append(text(changed[:limit]))
+    return "\n".join(lines)
+
+
+@app.command("compare")
+def compare_runs(
+    a: Annotated[str, typer.Argument(metavar="A", help="RUN_ID or RUN_ID:MODEL (the baseline)")],
+    b: Annotated[str, typer.Argument(metavar="B", help="RUN_ID or RUN_ID:MODEL")],
+    json_: Annotated[bool, typer.Option("--json", help="print JSON (every row)")] = False,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(min=100, help="a paired bootstrap interval of N resamples instead of t"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="rows listed per list")] = 20,
+) -> None:
+    """Paired comparison of B against A on the rows both answered, per scorer: delta B - A
+    with its 95% interval, McNemar's exact p (true/false scores; paired t otherwise),
+    wins/ties/losses and the rows that changed. A and B: two runs of one suite (RUN_A RUN_B:
+    each model they share), or two models (RUN:M1 RUN:M2, also across runs)."""
+    import json
+
+    from evalflow.compare import compare
+
+    results = compare(a, b, bootstrap)
+    if json_:
+        typer.echo(json.dumps(results, indent=2, default=str))
+        return
+    typer.echo("\n\n".join(_comparison_text(r, limit) for r in results))
 
 
 models_app = typer.Typer(help="The model registry (evals/models.yaml).", no_args_is_help=True)

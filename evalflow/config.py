@@ -132,6 +132,13 @@ class ModelSpec(BaseModel):
         """What identifies the endpoint for shared limits: base URL (or 'local')."""
         return wandb_base_url() if self.endpoint == "wandb" else self.endpoint
 
+    price_in: float | None = Field(
+        default=None, ge=0, description="USD per million input (prompt) tokens; optional"
+    )
+    price_out: float | None = Field(
+        default=None, ge=0, description="USD per million output (completion) tokens; optional"
+    )
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -20,6 +20,7 @@ without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it t
   + RunInProgressError - another process holds the run id
   + StorageError - evalflow cannot write under EVALFLOW_HOME (disk full, read-only)
   + ChunkFailedError - a chunk took the run past its error budget (its task fails)
+  + HistoryError - the evaluations' history cannot be read, or holds nothing to show
 """
 
 from __future__ import annotations
@@ -104,3 +105,8 @@ class ChunkFailedError(EvalflowError):
 class BudgetStop(BudgetExceededError):
     """A row not sent because the run's budget is spent: recorded as the row's error class,
     never raised to a user."""
+
+
+class HistoryError(EvalflowError):
+    """The history of finished evaluations (EVALFLOW_HOME/history) cannot be read (the message
+    names the file), or holds nothing to show."""

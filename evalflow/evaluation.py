@@ -324,9 +324,13 @@ def _leaderboard_spec(client: Any, suite: str) -> Leaderboard:
 
 
 def read_leaderboard(suite: str) -> list[dict[str, Any]]:
-    """The leaderboard as Weave holds it: per model, the latest value of each column and the
-    number of evaluations behind it. UnknownNameError (naming the suites that have one) when
-    it does not exist; WeaveStoreError when the store cannot be read."""
+    """The leaderboard as Weave holds it: per model, the latest value of each column with its
+    95% interval and n (`<column> ci_low`, `<column> ci_high`, `<column> n`: Wilson's interval
+    from the evaluation's summary for a built-in scorer; for a Python scorer, from the saved
+    summary of the run behind it, when that run is here), the rows scored by the evaluation
+    behind it (`n`), the number of evaluations, and the run id behind the figures (`run_id`).
+    UnknownNameError (naming the suites that have one) when it does not exist;
+    WeaveStoreError when the store cannot be read."""
     client = _client()
     spec = _leaderboard_spec(client, suite)
     try:
@@ -337,27 +341,82 @@ def read_leaderboard(suite: str) -> list[dict[str, Any]]:
     for result in results:
         entry: dict[str, Any] = {"model": _ref_name(result.model_ref)}
         runs, latest = 0, None
-        for column, scores in zip(spec.columns, result.column_scores, strict=True):
-            values = [s.value for s in scores.scores if isinstance(s.value, int | float)]
-            entry[column.scorer_name] = values[-1] if values else math.nan
+        for scores in result.column_scores:
             runs = max(runs, len(scores.scores))
             latest = latest or (scores.scores[-1].evaluate_call_ref if scores.scores else None)
-        entry["n"] = _rows_scored(client, latest)
+        output, run_id = _evaluation_record(client, latest)
+        saved = _saved_summary(run_id, entry["model"])
+        for column, scores in zip(spec.columns, result.column_scores, strict=True):
+            values = [s.value for s in scores.scores if isinstance(s.value, int | float)]
+            value = values[-1] if values else math.nan
+            entry[column.scorer_name] = value
+            entry.update(_interval(column.scorer_name, value, output, saved))
+        entry["n"] = _rows_scored(output)
         entry["evaluations"] = runs
+        entry["run_id"] = run_id
         table.append(entry)
     return sorted(table, key=lambda e: e["model"])
 
 
-def _rows_scored(client: Any, call_ref: str | None) -> int | None:
+def _evaluation_record(client: Any, call_ref: str | None) -> tuple[dict[str, Any], str | None]:
+    """The summary of the evaluation behind a leaderboard figure and the evalflow run id it
+    was recorded by ({} and None when it can't be read: the figure stands without them)."""
+    if call_ref is None:
+        return {}, None
+    try:
+        call = client.get_call(call_ref.rsplit("/", 1)[-1])
+    except Exception:  # the figure stands without its n and interval; reading them failed
+        return {}, None
+    output = call.output if isinstance(call.output, dict) else {}
+    tag = (getattr(call, "attributes", None) or {}).get(RUN_ATTRIBUTE) or {}
+    run_id = tag.get("run_id") if isinstance(tag, dict) else None
+    return dict(output), run_id if isinstance(run_id, str) else None
+
+
+def _saved_summary(run_id: str | None, model: str) -> dict[str, Any]:
+    """The model's entry in the run's saved summary.json, when the run is here."""
+    if run_id is None:
+        return {}
+    from evalflow.runs import run_dir
+
+    try:
+        path = run_dir(run_id) / "summary.json"
+        entries = json.loads(path.read_text(encoding="utf-8")).get("summary", [])
+    except Exception:  # not here (another machine, or W&B): no interval from it
+        return {}
+    return next((e for e in entries if e.get("model") == model), {})
+
+
+def _interval(
+    key: str, value: Any, output: dict[str, Any], saved: dict[str, Any]
+) -> dict[str, Any]:
+    """A column's 95% interval and n: Wilson's from a built-in scorer's summary (its
+    `correct.mean` and `correct.count`), else the saved run summary's (the same figure)."""
+    from evalflow.stats import wilson_interval
+
+    correct = (output.get(key) or {}).get(METRIC) if isinstance(output.get(key), dict) else None
+    if isinstance(correct, dict) and isinstance(correct.get("count"), int):
+        n, mean = correct["count"], correct.get("mean")
+        successes = round(float(mean) * n) if n and isinstance(mean, int | float) else 0
+        low, high = wilson_interval(successes, n)
+        return {f"{key} ci_low": low, f"{key} ci_high": high, f"{key} n": n}
+    mine = saved.get(key)
+    same = (
+        isinstance(value, int | float)
+        and isinstance(mine, int | float)
+        and math.isclose(float(mine), float(value), abs_tol=1e-9)
+    )
+    return {
+        f"{key} ci_low": saved.get(f"{key} ci_low") if same else None,
+        f"{key} ci_high": saved.get(f"{key} ci_high") if same else None,
+        f"{key} n": saved.get(f"{key} n") if same else None,
+    }
+
+
+def _rows_scored(output: dict[str, Any]) -> int | None:
     """How many rows the evaluation behind a leaderboard figure scored (its first built-in
     scorer's count), or None when its summary does not say."""
-    if call_ref is None:
-        return None
-    try:
-        output = client.get_call(call_ref.rsplit("/", 1)[-1]).output
-    except Exception:  # the figure stands without its n; reading it failed
-        return None
-    for value in (output or {}).values():
+    for value in output.values():
         count = value.get(METRIC, {}).get("count") if isinstance(value, dict) else None
         if isinstance(count, int):
             return count

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
 from evalflow.runs import run_dir, write_atomic
+from evalflow.stats import describe
 
 COLUMNS = [
     "model",
@@ -46,28 +48,58 @@ def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
     return frame.sort_values(["model", "index"], kind="stable").reset_index(drop=True)
 
 
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model: rows, answered, errors, tokens, mean latency, and mean +- stderr per scorer.
-    Errors (infrastructure failures) stay out of the scores."""
+@dataclass(frozen=True)
+class Prices:
+    """A model's prices, USD per million tokens (None: not known)."""
+
+    price_in: float | None = None
+    price_out: float | None = None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """What those tokens cost, in USD; NaN unless both prices are known."""
+        if self.price_in is None or self.price_out is None:
+            return math.nan
+        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+
+
+def scorer_figures(label: str, values: list[Any]) -> dict[str, Any]:
+    """A scorer's summary fields: `<label>` (the mean), `<label> stderr`, `<label> ci_low`,
+    `<label> ci_high` (95%: Wilson's for true/false scores, Student's t for numbers) and
+    `<label> n` (the rows it scored)."""
+    figure = describe(values)
+    return {
+        label: figure.mean,
+        f"{label} stderr": figure.stderr,
+        f"{label} ci_low": figure.low,
+        f"{label} ci_high": figure.high,
+        f"{label} n": figure.n,
+    }
+
+
+def summarize(frame: pd.DataFrame, prices: Mapping[str, Prices] | None = None) -> pd.DataFrame:
+    """Per model: rows, answered, errors, tokens, mean latency, cost (USD, when the model's
+    prices are known; failed rows' tokens count, they were paid), and per scorer its mean,
+    standard error, 95% interval and n. Errors (infrastructure failures) stay out of the
+    scores."""
     out = []
     score_cols = [c for c in frame.columns if c.startswith("score:")]
     for model, group in frame.groupby("model", sort=False):
         ok = group[group["error_class"].isna()]
+        prompt_tokens = int(group["prompt_tokens"].sum())
+        completion_tokens = int(group["completion_tokens"].sum())
         entry: dict[str, Any] = {
             "model": model,
             "rows": len(group),
             "answered": len(ok),
             "errors": int(group["error_class"].notna().sum()),
-            "tokens": int(group["prompt_tokens"].sum() + group["completion_tokens"].sum()),
+            "tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
             "mean_latency_s": float(ok["latency_s"].mean()) if len(ok) else math.nan,
+            "cost": (prices or {}).get(str(model), Prices()).cost(prompt_tokens, completion_tokens),
         }
         for col in score_cols:
-            values = ok[col].dropna().astype(float)
-            n = len(values)
-            entry[f"{col.removeprefix('score:')}"] = float(values.mean()) if n else math.nan
-            entry[f"{col.removeprefix('score:')} stderr"] = (
-                float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0 if n else math.nan
-            )
+            entry.update(scorer_figures(col.removeprefix("score:"), list(ok[col].dropna())))
         out.append(entry)
     return pd.DataFrame(out)
 

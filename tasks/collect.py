@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 from typing import Any
 
 import pandas as pd
@@ -10,12 +10,15 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from evalflow.figures import summary_table
+from evalflow.history import append_records, make_records
 from evalflow.inference import Answer
 from evalflow.plan import RunPlan
-from evalflow.results import collect, save_run, summarize
+from evalflow.results import Prices, collect, save_run, summarize
 from evalflow.run_context import RunContext
 from evalflow.scorers import score_rows
 from evalflow.tables import markdown
+from evalflow.weave_setup import project_name
 
 
 @task(name="collect", cache_policy=NONE)
@@ -26,7 +29,8 @@ def collect_results(
     (Python scorers too), a summary per model; saved in the run's folder (results.parquet,
     summary.json)."""
     frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers))
-    summary = summarize(frame)
+    prices = {s.name: Prices(s.price_in, s.price_out) for s in plan.specs}
+    summary = summarize(frame, prices)
     meta = {
         "run_id": run.run_id,
         "complete": run.budget.exceeded() is None,
@@ -37,8 +41,23 @@ def collect_results(
         "scope": plan.scope(),
     }
     save_run(run.run_id, frame, summary, meta)
+    if plan.full and meta["complete"]:
+        _record_history(plan, summary)
     _artifacts(plan, summary)
     return frame, summary
+
+
+def _record_history(plan: RunPlan, summary: pd.DataFrame) -> None:
+    """A finished full evaluation: one history record per model (EVALFLOW_HOME/history)."""
+    records = make_records(
+        plan.suite,
+        plan.rows,
+        plan.specs,
+        plan.run_id,
+        project_name(plan.parameters.weave_project),
+        json.loads(summary.to_json(orient="records")),
+    )
+    append_records(records)
 
 
 def _artifact_key(text: str) -> str:
@@ -46,16 +65,16 @@ def _artifact_key(text: str) -> str:
 
 
 def _artifacts(plan: RunPlan, summary: pd.DataFrame) -> None:
-    """The run's own figures as Prefect artifacts: a table, and a markdown summary."""
-    records: list[dict[str, Any]] = [
-        {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-        for r in summary.to_dict("records")
-    ]
+    """The run's own figures as Prefect artifacts, a table and a markdown summary: each
+    scorer's mean [95% interval] (3 decimals), n, errors, tokens, and cost when known."""
+    entries: list[dict[str, Any]] = json.loads(summary.to_json(orient="records"))
+    records = summary_table(entries, [s.label for s in plan.suite.scorers])
     name = plan.suite.name
     create_table_artifact(
         records, key=_artifact_key(f"{name}-results"), description=f"{name}, run {plan.run_id}"
     )
     create_markdown_artifact(
-        f"# {name}\n\nrun `{plan.run_id}`, {plan.scope()}\n\n{markdown(records)}\n",
+        f"# {name}\n\nrun `{plan.run_id}`, {plan.scope()}; each figure is the mean "
+        f"[95% interval] over n rows scored\n\n{markdown(records)}\n",
         key=_artifact_key(f"{name}-summary"),
     )

@@ -22,6 +22,7 @@ from evalflow.evaluation import (
     read_leaderboard,
 )
 from evalflow.scorers import score_rows
+from evalflow.stats import wilson_interval
 from evalflow.weave_setup import init_weave
 from flows.evaluate import evaluate
 from tests.scorer_fixtures import collected_frame
@@ -73,13 +74,21 @@ def test_each_row_is_one_predict_and_score_call_with_its_answer_and_scores(
     coin = expected_accuracy("coin", 0.5, ROWS)
     assert evaluation.output["exact_match"]["correct"]["mean"] == pytest.approx(coin)
     assert evaluation.output["exact_match"]["correct"]["count"] == len(ROWS)
+    low, high = wilson_interval(round(coin * len(ROWS)), len(ROWS))
+    interval = {"ci_low": pytest.approx(low), "ci_high": pytest.approx(high), "n": len(ROWS)}
     assert read_leaderboard("arith") == [
         {
             "model": "coin",
             "exact_match": pytest.approx(coin),
             "numeric_match": pytest.approx(coin),
+            **{
+                f"{scorer} {k}": v
+                for scorer in ("exact_match", "numeric_match")
+                for k, v in interval.items()
+            },
             "n": len(ROWS),
             "evaluations": 1,
+            "run_id": result["run_id"],
         }
     ]
 
