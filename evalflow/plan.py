@@ -138,7 +138,9 @@ def plan_run(request: RunRequest) -> RunPlan:
             "rows": [r.id for r in rows],
             "dataset": parameters.dataset or suite.dataset_path(),
             "weave_project": parameters.weave_project,
-            "models": [s.model_dump() for s in specs],
+            "models": [
+                s.model_dump(exclude={"description", "price_in", "price_out"}) for s in specs
+            ],
             "limit": parameters.limit,
         },
     )
