@@ -1,4 +1,4 @@
-"""A run's budgets: tokens spent and rows failed. Past either, no new request is started."""
+"""A run's budgets: tokens and money spent, rows failed. Past any, no new request is started."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ class RunBudget:
     total_rows: int = 0
     max_tokens: int | None = None
     max_error_fraction: float = 1.0
+    max_cost: float | None = None
     tokens: int = 0
+    cost: float = 0.0
     errors: int = 0
     halted: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def spend(self, tokens: int) -> None:
+    def spend(self, tokens: int, cost: float = 0.0) -> None:
         with self._lock:
             self.tokens += tokens
+            self.cost += cost
 
     def fail(self) -> None:
         with self._lock:
@@ -35,6 +38,8 @@ class RunBudget:
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             over = self.tokens - self.max_tokens
             return f"the token budget of {self.max_tokens:,} ({self.tokens:,} spent, {over:,} over)"
+        if self.max_cost is not None and self.cost >= self.max_cost:
+            return f"the cost budget of ${self.max_cost:,.2f} (${self.cost:,.4f} spent)"
         allowed = self.max_error_fraction * self.total_rows
         if self.total_rows and self.errors > allowed:
             return (

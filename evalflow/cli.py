@@ -258,6 +258,9 @@ def run(
         float, typer.Option(help="error budget: fail past this fraction of failed rows (0 to 1)")
     ] = 0.1,
     max_tokens: Annotated[int | None, typer.Option(help="token budget of the run")] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(help="cost budget of the run, USD (needs the models' prices)")
+    ] = None,
     weave_project: Annotated[str | None, typer.Option(help="default: local/evalflow")] = None,
     retry_errors: Annotated[
         str | None,
@@ -287,6 +290,7 @@ def run(
         "dataset": dataset,
         "max_error_fraction": max_error_fraction,
         "max_tokens": max_tokens,
+        "max_cost": max_cost,
         "weave_project": weave_project,
         "retry_errors_of": retry_errors,
         "fresh": fresh,

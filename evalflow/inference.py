@@ -183,7 +183,13 @@ async def _answer_row(
                     usage = response.usage
                     tokens = usage.total_tokens if usage else estimate
                     slot.settle(tokens)
-                    run.budget.spend(tokens)
+                    run.budget.spend(
+                        tokens,
+                        spec.cost_of(
+                            usage.prompt_tokens if usage else 0,
+                            usage.completion_tokens if usage else 0,
+                        ),
+                    )
                     limiter.concurrency.on_success()
                     return Answer(
                         model=spec.name,

@@ -33,6 +33,7 @@ class RunRequest(BaseModel):
     dataset: str | None = None
     max_error_fraction: float = Field(0.1, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, gt=0)
     weave_project: str | None = None
     retry_errors_of: str | None = None
     fresh: bool = False
@@ -126,6 +127,13 @@ def plan_run(request: RunRequest) -> RunPlan:
     specs = _billed_project(
         _with_concurrency(specs, parameters.concurrency), parameters.weave_project
     )
+    if request.max_cost is not None:
+        unpriced = [s.name for s in specs if s.price_in is None or s.price_out is None]
+        if unpriced:
+            raise ConfigError(
+                f"--max-cost needs the prices of every model: {', '.join(unpriced)} has none "
+                f"(price_in and price_out, USD per million tokens, in the model registry)"
+            )
     check_prompt(suite.prompt, suite.dataset.input_fields)
     rows = load_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
     from evalflow.scorers import check_scorers, row_fields  # weave: after the quicker checks

@@ -79,7 +79,7 @@ def open_run(plan: RunPlan) -> Iterator[RunContext]:
         save_parameters(plan.run_id, plan.parameters)
         run = RunContext(
             plan.run_id,
-            RunBudget(total, request.max_tokens, request.max_error_fraction),
+            RunBudget(total, request.max_tokens, request.max_error_fraction, request.max_cost),
             Progress(total=total),
             request.fresh,
         )

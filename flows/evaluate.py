@@ -54,6 +54,10 @@ def evaluate(
     max_tokens: Annotated[
         int | None, Field(ge=1, description="token budget of the run (prompt + completion)")
     ] = None,
+    max_cost: Annotated[
+        float | None,
+        Field(gt=0, description="cost budget of the run, USD (needs the models' prices)"),
+    ] = None,
     weave_project: Annotated[str | None, Field(description="default: local/evalflow")] = None,
     retry_errors_of: Annotated[
         str | None,

@@ -467,3 +467,26 @@ def test_models_list_names_the_registry_it_reads(tmp_path: Path) -> None:
     )
     assert found.returncode == 0, found.stderr
     assert str(registry) in found.stdout and "mine" in found.stdout and "m-1" in found.stdout
+
+
+def test_a_cost_budget_stops_new_requests_and_saves_what_exists(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = questions(300)
+    priced = {"limits": {"max_concurrency": 4}, "price_in": 1000.0, "price_out": 2000.0}
+    folder = write_suite(tmp_path / "e", "costly", rows, sim.base_url, {"oracle": priced})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(rows))
+    with pytest.raises(BudgetExceededError, match=r"cost budget of \$1\.00"):
+        evaluate(suite="costly", max_cost=1.0, weave_project="local/t-cost")
+    stats = sim.stats()
+    spent = (stats["tokens"]["prompt"] * 1000 + stats["tokens"]["completion"] * 2000) / 1e6
+    assert 0 < stats["total"] < 300
+    assert 1.0 <= spent <= 1.0 + 4 * 0.05  # past it by what was in flight (4 at most)
+
+
+def test_a_cost_budget_needs_prices(evals: Path, sim: SimEndpoint) -> None:
+    out = cli("run", "trust", "--max-cost", "5", env={"PREFECT_API_URL": ""})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "--max-cost needs the prices of every model" in out.stderr
+    assert sim.stats()["total"] == 0
