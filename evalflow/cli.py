@@ -206,7 +206,7 @@ def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
         raise ConfigError(f"invalid options: {_describe(exc).replace('_', '-')}") from None
     plan = plan_run(parsed)
     check_not_running(plan.run_id)
-    check_endpoints([Target.of(s, None) for s in plan.specs if s.endpoint != "local"])
+    check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
     return plan
 
 
@@ -244,6 +244,9 @@ def run(
     leaderboard: Annotated[
         bool, typer.Option(help="publish a partial run (--limit, --dataset) on the leaderboard")
     ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="ask each row this many times (default: the suite's)")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, print the run's figures, publish the leaderboard."""
@@ -265,6 +268,7 @@ def run(
         "retry_errors_of": retry_errors,
         "fresh": fresh,
         "leaderboard": leaderboard,
+        "epochs": epochs,
     }
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite

@@ -13,6 +13,7 @@ import pandas as pd
 
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
+from evalflow.figures import score_figures
 from evalflow.inference import Answer
 from evalflow.runs import run_dir, write_atomic
 
@@ -29,6 +30,7 @@ COLUMNS = [
     "attempts",
     "error_class",
     "error",
+    "epoch",
 ]
 
 
@@ -43,7 +45,7 @@ def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
         record["target"] = str(row.target)
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=COLUMNS)
-    return frame.sort_values(["model", "index"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["model", "index", "epoch"], kind="stable").reset_index(drop=True)
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,12 +64,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
             "mean_latency_s": float(ok["latency_s"].mean()) if len(ok) else math.nan,
         }
         for col in score_cols:
-            values = ok[col].dropna().astype(float)
-            n = len(values)
-            entry[f"{col.removeprefix('score:')}"] = float(values.mean()) if n else math.nan
-            entry[f"{col.removeprefix('score:')} stderr"] = (
-                float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0 if n else math.nan
-            )
+            entry.update(score_figures(ok, col))
         out.append(entry)
     return pd.DataFrame(out)
 

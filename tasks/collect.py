@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from evalflow.inference import Answer
+from evalflow.judge import Judgement
 from evalflow.plan import RunPlan
 from evalflow.results import collect, save_run, summarize
 from evalflow.run_context import RunContext
@@ -20,12 +21,12 @@ from evalflow.tables import markdown
 
 @task(name="collect", cache_policy=NONE)
 def collect_results(
-    plan: RunPlan, answers: list[Answer], run: RunContext
+    plan: RunPlan, answers: list[Answer], run: RunContext, judgements: list[Judgement] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every answer in one table, every answered row scored by every scorer of the suite
     (Python scorers too), a summary per model; saved in the run's folder (results.parquet,
     summary.json)."""
-    frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers))
+    frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers), judgements)
     summary = summarize(frame)
     meta = {
         "run_id": run.run_id,
