@@ -179,6 +179,11 @@ class ScorerSpec(BaseModel):
         "{output} and {instructions} (default: evalflow's own)",
     )
     system: str | None = Field(None, description="kind judge: a system message for the judge")
+    instructions: str | None = Field(
+        None,
+        description="kind judge: how to reply, instead of evalflow's (which ask for an "
+        "explanation, then a last line GRADE: C or GRADE: I, or GRADE: n on a scale)",
+    )
     examples: list[tuple[str, str]] = Field(
         default_factory=list, description="kind judge: few-shot (request, grading) turns"
     )
@@ -193,7 +198,16 @@ class ScorerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _judge_settings(self) -> ScorerSpec:
-        judge_only = ("model", "base_url", "template", "system", "scale", "mode", "generation")
+        judge_only = (
+            "model",
+            "base_url",
+            "template",
+            "system",
+            "instructions",
+            "scale",
+            "mode",
+            "generation",
+        )
         if self.kind != "judge":
             given = [f for f in judge_only if getattr(self, f) is not None]
             if given or self.partial or self.examples:

@@ -3,8 +3,8 @@
 The request is the scorer's template (default: TEMPLATE) filled with the row's fields,
 `{input}` (the question as the answering model received it), `{target}`, `{output}` and
 `{instructions}` (how to answer: explain, then a last line `GRADE: C` or `GRADE: I`, `GRADE: P`
-too when partial credit is allowed, or `GRADE: n` on a scale of 1 to N); the instructions
-follow the template when it does not place them. The reply is read strictly: its last line
+too when partial credit is allowed, or `GRADE: n` on a scale of 1 to N; or the scorer's own
+`instructions`); the instructions follow the template when it does not place them. The reply is read strictly: its last line
 starting with `GRADE:` must hold one of the allowed grades, else the row has no grade (the
 scorer's error for that row, never a wrong answer).
 
@@ -63,7 +63,9 @@ def allowed_grades(spec: ScorerSpec) -> dict[str, float]:
 
 
 def instructions(spec: ScorerSpec) -> str:
-    """How the judge is asked to reply."""
+    """How the judge is asked to reply: the scorer's own instructions, else evalflow's."""
+    if spec.instructions is not None:
+        return spec.instructions
     if spec.mode == "scale":
         return _SCALE.format(n=spec.scale)
     if spec.partial:

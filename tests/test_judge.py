@@ -228,3 +228,60 @@ def test_the_judge_keeps_its_own_rate_while_the_answers_go_at_theirs(
     answer_rate = 60 * 119 / answer_stats["answering_seconds"]
     print(f"answers: {answer_rate:.2f} requests/min (limit {answer_rpm})")
     assert 0.95 * answer_rpm <= answer_rate <= 1.01 * answer_rpm
+
+
+def test_a_multiple_choice_suite_asked_over_epochs(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalflow.choices import render_choices, shuffled_order
+
+    colours = ["red", "green", "blue", "yellow"]
+    rows = [
+        {
+            "id": f"c{i}",
+            "question": f"Which colour is number {i}?",
+            "options": colours,
+            "answer": colours[i % 4],
+        }
+        for i in range(40)
+    ]
+    key = {}
+    for row in rows:  # the prompt as sent: the question, then the shuffled choices
+        shown = [colours[j] for j in shuffled_order(11, row["id"], 4)]
+        prompt = f"{row['question']}\n{render_choices(shown)}"
+        letter = "ABCD"[shown.index(row["answer"])]
+        key[prompt] = f"The answer is ({letter})." if row["id"] < "c2" else row["answer"].title()
+    sim.configure(answer_key=key, models={"oracle": 1.0, "coin": 0.5})
+    folder = write_suite(
+        tmp_path / "mc",
+        "colours",
+        rows,
+        sim.base_url,
+        {"oracle": {}, "coin": {}},
+        dataset={
+            "path": "colours.jsonl",
+            "id_field": "id",
+            "choices_field": "options",
+            "shuffle": 11,
+        },
+        scorers=[{"kind": "choice"}],
+    )
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    result = evaluate(suite="colours", epochs=3, weave_project="local/colours")
+    assert sim.stats()["by_model"] == {"oracle": {"200": 120}, "coin": {"200": 120}}
+    frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
+    assert sorted(frame["epoch"].unique()) == [0, 1, 2] and len(frame) == 240
+    by_model = {s["model"]: s for s in result["summary"]}
+    coin = sum(unit_hash("answer", "coin", p) < 0.5 for p in key) / 40
+    assert by_model["oracle"]["choice"] == 1.0
+    assert by_model["coin"]["choice"] == pytest.approx(coin)
+    # The simulated answers repeat across epochs: pass@3 and the majority equal the mean, and
+    # the stderr is that of 40 rows, not of 120 samples.
+    assert by_model["coin"]["choice pass@3"] == pytest.approx(coin)
+    assert by_model["coin"]["choice majority"] == pytest.approx(coin)
+    assert by_model["coin"]["choice stderr"] == pytest.approx(
+        (coin * (1 - coin) * 40 / 39 / 40) ** 0.5
+    )
+    again = evaluate(suite="colours", epochs=3, weave_project="local/colours")
+    assert again["run_id"] == result["run_id"]
+    assert sim.stats()["total"] == 240  # every epoch's answer reused
