@@ -352,8 +352,8 @@ def read_leaderboard(suite: str) -> list[dict[str, Any]]:
 
 
 def _rows_scored(client: Any, call_ref: str | None) -> int | None:
-    """How many rows the evaluation behind a leaderboard figure scored (its first built-in
-    scorer's count), or None when its summary does not say."""
+    """How many rows the evaluation behind a leaderboard figure scored (its first built-in or
+    judge scorer's count), or None when its summary does not say."""
     if call_ref is None:
         return None
     try:
@@ -361,7 +361,8 @@ def _rows_scored(client: Any, call_ref: str | None) -> int | None:
     except Exception:  # the figure stands without its n; reading it failed
         return None
     for value in (output or {}).values():
-        count = value.get(METRIC, {}).get("count") if isinstance(value, dict) else None
+        figure = (value.get(METRIC) or value.get("score")) if isinstance(value, dict) else None
+        count = figure.get("count") if isinstance(figure, dict) else None
         if isinstance(count, int):
             return count
     return None

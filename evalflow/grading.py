@@ -4,9 +4,9 @@ The request is the scorer's template (default: TEMPLATE) filled with the row's f
 `{input}` (the question as the answering model received it), `{target}`, `{output}` and
 `{instructions}` (how to answer: explain, then a last line `GRADE: C` or `GRADE: I`, `GRADE: P`
 too when partial credit is allowed, or `GRADE: n` on a scale of 1 to N; or the scorer's own
-`instructions`); the instructions follow the template when it does not place them. The reply is read strictly: its last line
-starting with `GRADE:` must hold one of the allowed grades, else the row has no grade (the
-scorer's error for that row, never a wrong answer).
+`instructions`); the instructions follow the template when it does not place them. The reply
+is read strictly: its last line starting with `GRADE:` must hold one of the allowed grades,
+else the row has no grade (the scorer's error for that row, never a wrong answer).
 
 Plain Python: the simulated endpoint reads requests made from TEMPLATE to play a judge.
 """

@@ -114,9 +114,7 @@ def test_rows_are_shuffled_and_the_target_follows_its_choice(tmp_path: Path) -> 
 
 
 def test_the_prompt_shows_the_choices_in_place_or_after_the_question(tmp_path: Path) -> None:
-    data = [
-        {"id": "r", "question": "Which planet is red?", "choices": list(CHOICES), "answer": "B"}
-    ]
+    data = [{"id": "r", "question": "Which planet?", "choices": list(CHOICES), "answer": "B"}]
     spec = DatasetSpec(path="mc.jsonl", id_field="id", choices_field="choices")
     (row,) = load_rows(_write(tmp_path, data), spec)
     listed = "A) Venus\nB) Mars\nC) Jupiter\nD) Saturn"
