@@ -273,6 +273,9 @@ def run(
     leaderboard: Annotated[
         bool, typer.Option(help="publish a partial run (--limit, --dataset) on the leaderboard")
     ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="ask each row this many times (default: the suite's)")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, print the run's figures, publish the leaderboard."""
@@ -295,13 +298,14 @@ def run(
         "retry_errors_of": retry_errors,
         "fresh": fresh,
         "leaderboard": leaderboard,
+        "epochs": epochs,
     }
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
     _use_running_stack()
     _quiet_prefect(verbose)
     prefect_starting = _start_prefect_early()
-    check_endpoints([Target.of(s, None) for s in plan.specs if s.endpoint != "local"])
+    check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
     make_flows_importable()
     from flows.evaluate import evaluate
 

@@ -16,6 +16,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import CoreSchema
 
@@ -163,16 +164,82 @@ class Prompt(BaseModel):
     user: str = "{question}"
 
 
+BUILTIN_KINDS = ("exact_match", "normalized_contains", "numeric_match", "regex", "choice")
+ScorerKind = Literal[
+    "exact_match", "normalized_contains", "numeric_match", "regex", "choice", "python", "judge"
+]
+
+
 class ScorerSpec(BaseModel):
-    """A built-in scorer by kind, or any weave op / weave.Scorer by dotted path."""
+    """A built-in scorer by kind, any weave op / weave.Scorer by dotted path, or a judge: a
+    registered model grading each answer."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["exact_match", "normalized_contains", "numeric_match", "regex", "python"]
+    kind: ScorerKind
     name: str | None = None
     tolerance: float = 0.0
     pattern: str | None = None
     path: str | None = Field(None, description="module.attribute, for kind: python")
+    # kind: judge
+    model: str | None = Field(None, description="kind judge: the registered model that grades")
+    base_url: str | None = Field(
+        None, description="kind judge: ask the judge on this endpoint (default: its own)"
+    )
+    template: str | None = Field(
+        None,
+        description="kind judge: the grading request, with the row's fields, {input}, {target}, "
+        "{output} and {instructions} (default: evalflow's own)",
+    )
+    system: str | None = Field(None, description="kind judge: a system message for the judge")
+    instructions: str | None = Field(
+        None,
+        description="kind judge: how to reply, instead of evalflow's (which ask for an "
+        "explanation, then a last line GRADE: C or GRADE: I, or GRADE: n on a scale)",
+    )
+    examples: list[tuple[str, str]] = Field(
+        default_factory=list, description="kind judge: few-shot (request, grading) turns"
+    )
+    mode: Literal["pass_fail", "scale"] | None = Field(
+        None, description="kind judge: pass_fail (default) or scale (with scale: N)"
+    )
+    scale: int | None = Field(None, ge=2, le=100, description="kind judge: grades 1..N")
+    partial: bool = Field(False, description="kind judge, pass_fail: GRADE: P counts 0.5")
+    generation: Generation | None = Field(
+        None, description="kind judge: generation parameters of the judge's requests"
+    )
+
+    @model_validator(mode="after")
+    def _judge_settings(self) -> ScorerSpec:
+        judge_only = (
+            "model",
+            "base_url",
+            "template",
+            "system",
+            "instructions",
+            "scale",
+            "mode",
+            "generation",
+        )
+        if self.kind != "judge":
+            given = [f for f in judge_only if getattr(self, f) is not None]
+            if given or self.partial or self.examples:
+                raise ValueError(f"{', '.join(given) or 'partial/examples'}: only for kind judge")
+            return self
+        if not self.model:
+            raise ValueError("kind judge needs model: a registered model name")
+        if self.scale is not None and self.mode is None:
+            self.mode = "scale"
+        if self.mode == "scale" and self.scale is None:
+            raise ValueError("mode scale needs scale: N (grades 1 to N)")
+        if self.mode != "scale" and self.scale is not None:
+            raise ValueError("scale: N goes with mode: scale")
+        if self.mode == "scale" and self.partial:
+            raise ValueError("partial goes with mode: pass_fail")
+        if self.base_url is not None and (problem := base_url_problem(self.base_url)):
+            raise ValueError(f"base_url: {problem}")
+        self.mode = self.mode or "pass_fail"
+        return self
 
     @property
     def label(self) -> str:
@@ -188,6 +255,25 @@ class DatasetSpec(BaseModel):
     id_field: str | None = Field(None, description="a unique row id; default: the row number")
     input_fields: list[str] = Field(default_factory=lambda: ["question"])
     target_field: str = "answer"
+    choices_field: str | None = Field(
+        None,
+        description="multiple choice: a field holding the list of choices, shown as A) B) ... "
+        "({choices} in the prompt, else appended); the target is a letter or a choice's text",
+    )
+    shuffle: int | None = Field(
+        None, description="multiple choice: shuffle each row's choices with this seed"
+    )
+
+    @model_validator(mode="after")
+    def _shuffle_needs_choices(self) -> DatasetSpec:
+        if self.shuffle is not None and self.choices_field is None:
+            raise ValueError("shuffle needs choices_field")
+        return self
+
+    @property
+    def prompt_fields(self) -> list[str]:
+        """The names a prompt may use: the input fields, and `choices` for multiple choice."""
+        return [*self.input_fields, *(["choices"] if self.choices_field else [])]
 
 
 class Suite(BaseModel):
@@ -200,6 +286,7 @@ class Suite(BaseModel):
     scorers: list[ScorerSpec] = Field(default_factory=lambda: [ScorerSpec(kind="exact_match")])
     generation: Generation = Field(default_factory=Generation)
     models: list[str] = Field(default_factory=list, description="models evaluated by default")
+    epochs: int = Field(1, ge=1, le=100, description="times each row is asked")
     source: Path | None = Field(None, exclude=True)
 
     def dataset_path(self) -> str:

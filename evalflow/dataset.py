@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalflow.choices import LETTERS, letter, render_choices, shuffled_order, target_index
 from evalflow.config import DatasetSpec
 from evalflow.errors import DatasetError
 
@@ -27,6 +28,7 @@ class Row:
     inputs: dict[str, Any]
     target: Any
     record: dict[str, Any] = field(repr=False, compare=False)
+    choices: tuple[str, ...] = ()  # multiple choice: the choices as shown, in order
 
 
 def _jsonl_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
@@ -114,6 +116,49 @@ def _field_problem(name: str, value: Any, target: bool) -> str | None:
     return None
 
 
+def _choice_list(value: Any) -> list[str] | str:
+    """A row's choices: a list (JSONL, Parquet) or a JSON list in a string (CSV)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return 'is not a list (in CSV: a JSON list such as ["red", "blue"])'
+    if hasattr(value, "tolist"):  # a numpy array, from Parquet
+        value = value.tolist()
+    if not isinstance(value, list | tuple) or not 2 <= len(value) <= len(LETTERS):
+        return f"should be a list of 2 to {len(LETTERS)} choices"
+    texts = [str(v).strip() for v in value]
+    if not all(texts):
+        return "has an empty choice"
+    return texts
+
+
+def _choice_row(
+    spec: DatasetSpec, row_id: str, index: int, inputs: dict[str, Any], record: dict[str, Any]
+) -> Row | str:
+    """A multiple-choice row: its choices (shuffled with `spec.shuffle`), the target as the
+    letter of its choice in that order, `choices` for the prompt; or what is wrong."""
+    name = spec.choices_field or ""
+    choices = _choice_list(record.get(name))
+    if isinstance(choices, str):
+        return f"field {name!r} {choices}"
+    right = target_index(record[spec.target_field], choices)
+    if right is None:
+        return (
+            f"target {str(record[spec.target_field])[:60]!r} is neither a letter "
+            f"A-{letter(len(choices) - 1)} nor the text of one choice"
+        )
+    order = list(range(len(choices)))
+    if spec.shuffle is not None:
+        order = shuffled_order(spec.shuffle, row_id, len(choices))
+    shown = tuple(choices[i] for i in order)
+    target = letter(order.index(right))
+    inputs = {**inputs, "choices": render_choices(shown)}
+    # What a Python scorer and the Weave dataset see: the choices as shown, the target letter.
+    shown_record = {**record, name: list(shown), spec.target_field: target}
+    return Row(row_id, index, inputs, target, shown_record, shown)
+
+
 def load_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> list[Row]:
     """Every row of the dataset, validated; one DatasetError naming every bad row otherwise."""
     rows: list[Row] = []
@@ -125,7 +170,8 @@ def load_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> list[
         if isinstance(record, str):
             problems.append(f"{where}: {record}")
             continue
-        missing = [f for f in (*spec.input_fields, spec.target_field) if f not in record]
+        wanted = (*spec.input_fields, spec.target_field, *filter(None, [spec.choices_field]))
+        missing = [f for f in wanted if f not in record]
         if spec.id_field and spec.id_field not in record:
             missing.append(spec.id_field)
         if missing:
@@ -150,7 +196,14 @@ def load_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> list[
             continue
         seen_ids[row_id] = where
         inputs = {name: record[name] for name in spec.input_fields}
-        rows.append(Row(row_id, len(rows), inputs, record[spec.target_field], record))
+        if spec.choices_field is None:
+            rows.append(Row(row_id, len(rows), inputs, record[spec.target_field], record))
+            continue
+        choice_row = _choice_row(spec, row_id, len(rows), inputs, record)
+        if isinstance(choice_row, str):
+            problems.append(f"{where}: {choice_row}")
+        else:
+            rows.append(choice_row)
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = (

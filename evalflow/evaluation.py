@@ -33,6 +33,7 @@ from evalflow.scorers import (
     SCORE_PREFIX,
     RowScorer,
     correct_summary,
+    leaderboard_path,
     make_scorer,
     metric_path,
     scorer_example,
@@ -83,6 +84,7 @@ def build_evaluation(suite: Suite, rows: list[Row]) -> weave.Evaluation:
         name=evaluation_name(suite.name),
         dataset=weave.Dataset(name=suite.name, rows=[scorer_example(row) for row in rows]),
         scorers=[make_scorer(spec) for spec in suite.scorers],
+        trials=suite.epochs,
     )
 
 
@@ -109,7 +111,8 @@ def _row_scores(spec: ScorerSpec, ordered: pd.DataFrame) -> tuple[list[Any], Any
 
 def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows:
     """A model's collected rows (its part of the run's frame, scored by
-    evalflow.scorers.score_rows) in dataset order, with their scores and summaries."""
+    evalflow.scorers.score_rows) in dataset order (a row's epochs together), with their
+    scores and summaries."""
     ordered = frame.set_index("row_id").loc[[row.id for row in rows]]
     scores: dict[str, list[Any]] = {}
     summaries: dict[str, Any] = {}
@@ -242,7 +245,7 @@ def publish_leaderboard(suite: Suite, eval_ref: str, summaries: list[dict[str, A
     for spec in suite.scorers:
         key = scorer_key(spec)
         found = (metric_path(summary.get(key)) for summary in summaries)
-        path = f"{METRIC}.mean" if spec.kind != "python" else next(filter(None, found), None)
+        path = leaderboard_path(spec) or next(filter(None, found), None)
         if path is not None:
             columns.append(
                 LeaderboardColumn(
@@ -417,7 +420,8 @@ def _rows_scored(output: dict[str, Any]) -> int | None:
     """How many rows the evaluation behind a leaderboard figure scored (its first built-in
     scorer's count), or None when its summary does not say."""
     for value in output.values():
-        count = value.get(METRIC, {}).get("count") if isinstance(value, dict) else None
+        figure = (value.get(METRIC) or value.get("score")) if isinstance(value, dict) else None
+        count = figure.get("count") if isinstance(figure, dict) else None
         if isinstance(count, int):
             return count
     return None

@@ -16,10 +16,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import httpx2
 import openai
@@ -34,7 +34,17 @@ from evalflow.retry import MalformedResponseError, is_fatal, retrying
 from evalflow.run_context import RunContext
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
-__all__ = ["LOCAL_LLM_ENV", "Answer", "Journal", "Target", "answer_chunk", "request_digest"]
+__all__ = [
+    "LOCAL_LLM_ENV",
+    "Answer",
+    "Asker",
+    "Journal",
+    "Target",
+    "answer_chunk",
+    "gather_in_order",
+    "request_digest",
+]
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Answer:
     error_class: str | None = None
     error: str | None = None
     request: str = ""  # the digest of the request (request_digest)
+    epoch: int = 0  # which of the row's repeated samples (a suite's epochs)
 
 
 class Journal:
@@ -149,12 +160,20 @@ async def _answer_row(
     suite: str,
     run: RunContext,
     request: str,
+    epoch: int = 0,
+    extra: dict[str, str] | None = None,
 ) -> Answer:
     spec = target.spec
     limiter = limiter_for(target.base_url, spec.model, spec.limits)
     params = generation.model_dump(exclude_none=True)
     estimate = estimate_tokens(messages, generation.max_tokens)
-    attributes = {"evalflow.suite": suite, "evalflow.model": spec.name, "evalflow.row_id": row.id}
+    attributes: dict[str, Any] = {
+        "evalflow.suite": suite,
+        "evalflow.model": spec.name,
+        "evalflow.row_id": row.id,
+        "evalflow.epoch": epoch,
+        **(extra or {}),
+    }
     attempts = 0
     started = time.monotonic()
     try:
@@ -201,6 +220,7 @@ async def _answer_row(
                         completion_tokens=usage.completion_tokens if usage else 0,
                         attempts=attempts,
                         request=request,
+                        epoch=epoch,
                     )
     except openai.APIStatusError as exc:
         if is_fatal(exc):
@@ -225,7 +245,147 @@ async def _answer_row(
         error_class=type(failure).__name__,
         error=target.redact(str(failure))[:500],
         request=request,
+        epoch=epoch,
     )
+
+
+Kind = Literal["answer", "judge"]
+# The progress counters each kind of request moves: done, reused, failed.
+_COUNTERS: dict[str, tuple[str, str, str]] = {
+    "answer": ("done", "reused", "errors"),
+    "judge": ("judged", "judge_reused", "judge_errors"),
+}
+
+
+class Asker:
+    """Asks one model, request by request, for a chunk: one AsyncOpenAI client (made when the
+    first request must be sent), the journal's saved answers, the run's budget and progress.
+
+    An answer in the journal is reused when its request (request_digest, the epoch included)
+    is identical, it did not fail, and `reusable` accepts it. A judge's requests (`kind`) count
+    apart in the run's progress, and their failures stay out of the run's error budget (they
+    are its scorer's errors). Use it as an async context manager, in one event loop."""
+
+    def __init__(
+        self,
+        target: Target,
+        generation: Generation,
+        suite: str,
+        run: RunContext,
+        journal: Journal | None = None,
+        *,
+        kind: Kind = "answer",
+        reusable: Callable[[Answer], bool] | None = None,
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        self.target = target
+        self.generation = generation
+        self.params = generation.model_dump(exclude_none=True)
+        self.suite = suite
+        self.run = run
+        self.journal = journal
+        self.kind = kind
+        self.reusable = reusable
+        self.attributes = attributes
+        self._saved: dict[str, Answer] = {}
+        self._client: openai.AsyncOpenAI | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._connecting: asyncio.Lock | None = None
+
+    async def __aenter__(self) -> Asker:
+        self._connecting = asyncio.Lock()
+        if self.journal is not None and not self.run.fresh:
+            self._saved = self.journal.load()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._stack.aclose()
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    async def _connected(self) -> openai.AsyncOpenAI:
+        assert self._connecting is not None, "use the Asker as an async context manager"
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            skip_plain_chat_transform()
+            limits = self.target.spec.limits
+            http = openai.DefaultAioHttpClient(
+                limits=httpx2.Limits(
+                    max_connections=limits.max_concurrency,
+                    max_keepalive_connections=limits.max_concurrency,
+                ),
+                timeout=limits.timeout_s,
+            )
+            self._client = await self._stack.enter_async_context(
+                openai.AsyncOpenAI(
+                    base_url=self.target.base_url,
+                    api_key=self.target.api_key(),
+                    max_retries=0,
+                    timeout=limits.timeout_s,
+                    http_client=http,
+                    default_headers=self.target.headers(),
+                )
+            )
+        return self._client
+
+    def saved(self, row: Row, messages: list[dict[str, str]], epoch: int = 0) -> Answer | None:
+        """The journal's answer to this very request, if it may be reused."""
+        digest = request_digest(self.target.spec, messages, self.params, epoch)
+        found = self._saved.get(digest)
+        if found is None or found.error is not None:
+            return None
+        if self.reusable is not None and not self.reusable(found):
+            return None
+        # A reused answer belongs to this row (its id and position may have changed).
+        return replace(found, row_id=row.id, index=row.index, epoch=epoch)
+
+    async def ask(self, row: Row, messages: list[dict[str, str]], epoch: int = 0) -> Answer:
+        """The answer to one request: reused from the journal, else asked (and journaled)."""
+        reused = self.saved(row, messages, epoch)
+        if reused is not None:
+            done, reused_counter, _ = _COUNTERS[self.kind]
+            self.run.progress.add(**{done: 1, reused_counter: 1})
+            return reused
+        digest = request_digest(self.target.spec, messages, self.params, epoch)
+        client = await self._connected()
+        answer = await _answer_row(
+            client,
+            self.target,
+            row,
+            messages,
+            self.generation,
+            self.suite,
+            self.run,
+            digest,
+            epoch,
+            self.attributes,
+        )
+        if self.journal is not None and answer.error is None:
+            self.journal.append([answer])
+        failed = answer.error is not None
+        if failed and answer.error_class != "BudgetStop" and self.kind == "answer":
+            self.run.budget.fail()
+        done, _, errors = _COUNTERS[self.kind]
+        self.run.progress.add(**{done: 1, errors: failed})
+        return answer
+
+
+async def gather_in_order(coroutines: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run coroutines concurrently; their results in order. The first fatal error (an
+    EvalflowError first) cancels the others and is raised alone."""
+    results: list[T] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except BaseExceptionGroup as group_error:
+        raise _first_error(group_error) from None
+    results = [task.result() for task in tasks]
+    return results
 
 
 async def answer_chunk(
@@ -236,70 +396,33 @@ async def answer_chunk(
     suite: str,
     run: RunContext | None = None,
     journal: Journal | None = None,
+    *,
+    epochs: list[int] | None = None,
+    kind: Kind = "answer",
+    reusable: Callable[[Answer], bool] | None = None,
+    attributes: dict[str, str] | None = None,
 ) -> list[Answer]:
-    """Answers to every row of the chunk, in row order. An answer in the journal is reused
-    when its request (request_digest) is identical to the one the row would send."""
+    """Answers to every request of the chunk, in order: one per row (a row may come several
+    times, once per epoch, `epochs` giving each request's), asked concurrently (Asker)."""
     run = run or RunContext("adhoc")
-    params = generation.model_dump(exclude_none=True)
-    requests = [request_digest(target.spec, msgs, params) for msgs in messages]
-    saved = journal.load() if journal is not None and not run.fresh else {}
-    reused = {
-        row.id: saved[digest]
-        for row, digest in zip(rows, requests, strict=True)
-        if digest in saved and saved[digest].error is None
-    }
-    # A reused answer belongs to this row (its id and position may have changed).
-    for row in rows:
-        if row.id in reused:
-            reused[row.id] = replace(reused[row.id], row_id=row.id, index=row.index)
-    if reused:
-        run.progress.add(done=len(reused), reused=len(reused))
-    todo = [
-        (row, msgs, digest)
-        for row, msgs, digest in zip(rows, messages, requests, strict=True)
-        if row.id not in reused
-    ]
-    fresh: dict[str, Answer] = {}
-    if todo:
-        skip_plain_chat_transform()
-        limits = target.spec.limits
-        http = openai.DefaultAioHttpClient(
-            limits=httpx2.Limits(
-                max_connections=limits.max_concurrency,
-                max_keepalive_connections=limits.max_concurrency,
-            ),
-            timeout=limits.timeout_s,
+    epochs = epochs if epochs is not None else [0] * len(rows)
+    asker = Asker(
+        target,
+        generation,
+        suite,
+        run,
+        journal,
+        kind=kind,
+        reusable=reusable,
+        attributes=attributes,
+    )
+    async with asker:
+        return await gather_in_order(
+            [
+                asker.ask(row, msgs, epoch)
+                for row, msgs, epoch in zip(rows, messages, epochs, strict=True)
+            ]
         )
-        async with openai.AsyncOpenAI(
-            base_url=target.base_url,
-            api_key=target.api_key(),
-            max_retries=0,
-            timeout=limits.timeout_s,
-            http_client=http,
-            default_headers=target.headers(),
-        ) as client:
-
-            async def one(row: Row, msgs: list[dict[str, str]], digest: str) -> None:
-                answer = await _answer_row(
-                    client, target, row, msgs, generation, suite, run, digest
-                )
-                fresh[row.id] = answer
-                if journal is not None and answer.error is None:
-                    journal.append([answer])
-                if answer.error is not None and answer.error_class != "BudgetStop":
-                    run.budget.fail()
-                run.progress.add(done=1, errors=answer.error is not None)
-
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for row, msgs, digest in todo:
-                        group.create_task(one(row, msgs, digest))
-            except BaseExceptionGroup as group_error:
-                raise _first_error(group_error) from None
-            finally:
-                if journal is not None:
-                    journal.close()
-    return [reused.get(row.id) or fresh[row.id] for row in rows]
 
 
 @contextlib.asynccontextmanager

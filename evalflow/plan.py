@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,7 @@ class RunRequest(BaseModel):
     retry_errors_of: str | None = None
     fresh: bool = False
     leaderboard: bool = False
+    epochs: int | None = Field(None, ge=1, le=100)
 
 
 @dataclass
@@ -51,10 +52,21 @@ class RunPlan:
     specs: list[ModelSpec]
     rows: list[Row]
     full: bool  # the suite's own dataset, every row: a leaderboard entry
+    judges: dict[str, ModelSpec] = field(default_factory=dict)  # judge scorer label -> model
 
     @property
     def publishes(self) -> bool:
         return self.full or self.request.leaderboard
+
+    @property
+    def endpoint_specs(self) -> list[ModelSpec]:
+        """Every model the run sends requests to: the answering models, then the judges."""
+        return [*self.specs, *self.judges.values()]
+
+    def split_targets(self, targets: list[Target]) -> tuple[list[Target], dict[str, Target]]:
+        """`targets` of `endpoint_specs`, as the answering models' and the judges' by label."""
+        answering = targets[: len(self.specs)]
+        return answering, dict(zip(self.judges, targets[len(self.specs) :], strict=True))
 
     def chunks(self) -> list[list[Row]]:
         size = self.parameters.chunk_size
@@ -93,6 +105,17 @@ def _billed_project(specs: list[ModelSpec], weave_project: str | None) -> list[M
     ]
 
 
+def _check_labels(suite: Suite) -> None:
+    """Scorer labels name result columns and a judge's journal: two scorers can't share one."""
+    labels = [s.label for s in suite.scorers]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ConfigError(
+            f"suite {suite.name!r}: scorers share the name {', '.join(twice)}; give each a "
+            f"`name:` of its own"
+        )
+
+
 def _parameters(request: RunRequest) -> RunParameters:
     """The run's defining parameters: the request's, or those of the run it retries."""
     if not request.retry_errors_of:
@@ -105,6 +128,7 @@ def _parameters(request: RunRequest) -> RunParameters:
             weave_project=request.weave_project,
             chunk_size=request.chunk_size,
             concurrency=request.concurrency,
+            epochs=request.epochs,
         )
     saved = load_parameters(request.retry_errors_of)
     if saved.suite != request.suite:
@@ -120,6 +144,8 @@ def plan_run(request: RunRequest) -> RunPlan:
     """Check the suite, models, dataset, prompt and scorers, and name the run; send nothing."""
     parameters = _parameters(request)
     suite = load_suite(parameters.suite)
+    if parameters.epochs is not None:
+        suite = suite.model_copy(update={"epochs": parameters.epochs})
     names = parameters.models or suite.models
     if not names:
         raise ConfigError(f"suite {suite.name!r} lists no models: name some with -m MODEL")
@@ -127,18 +153,15 @@ def plan_run(request: RunRequest) -> RunPlan:
     specs = _billed_project(
         _with_concurrency(specs, parameters.concurrency), parameters.weave_project
     )
-    if request.max_cost is not None:
-        unpriced = [s.name for s in specs if s.price_in is None or s.price_out is None]
-        if unpriced:
-            raise ConfigError(
-                f"--max-cost needs the prices of every model: {', '.join(unpriced)} has none "
-                f"(price_in and price_out, USD per million tokens, in the model registry)"
-            )
-    check_prompt(suite.prompt, suite.dataset.input_fields)
+    check_prompt(suite.prompt, suite.dataset.prompt_fields)
+    _check_labels(suite)
     rows = load_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
     from evalflow.scorers import check_scorers, row_fields  # weave: after the quicker checks
 
     check_scorers(suite, row_fields(rows))
+    judges = _judges(suite, parameters.weave_project)
+    if request.max_cost is not None:
+        _check_priced([*specs, *judges.values()])
     run_id = make_run_id(
         suite.name,
         {
@@ -146,9 +169,8 @@ def plan_run(request: RunRequest) -> RunPlan:
             "rows": [r.id for r in rows],
             "dataset": parameters.dataset or suite.dataset_path(),
             "weave_project": parameters.weave_project,
-            "models": [
-                s.model_dump(exclude={"description", "price_in", "price_out"}) for s in specs
-            ],
+            "models": [s.model_dump(exclude=NOT_DEFINING) for s in specs],
+            "judges": {label: s.model_dump(exclude=NOT_DEFINING) for label, s in judges.items()},
             "limit": parameters.limit,
         },
     )
@@ -161,7 +183,39 @@ def plan_run(request: RunRequest) -> RunPlan:
             )
         run_id = request.retry_errors_of
     full = parameters.dataset is None and (parameters.limit is None or len(rows) < parameters.limit)
-    return RunPlan(run_id, request, parameters, suite, specs, rows, full)
+    return RunPlan(run_id, request, parameters, suite, specs, rows, full, judges)
+
+
+NOT_DEFINING = {"description", "price_in", "price_out"}  # a model's fields a run ignores
+
+
+def _check_priced(specs: list[ModelSpec]) -> None:
+    """--max-cost needs every model's prices (the answering models' and the judges')."""
+    unpriced = sorted({s.name for s in specs if s.price_in is None or s.price_out is None})
+    if unpriced:
+        raise ConfigError(
+            f"--max-cost needs the prices of every model: {', '.join(unpriced)} has none "
+            f"(price_in and price_out, USD per million tokens, in the model registry)"
+        )
+
+
+def _judges(suite: Suite, weave_project: str | None) -> dict[str, ModelSpec]:
+    """Each judge scorer's model: registered, on its own endpoint (a run's --base-url is for
+    the answering models) unless the scorer names a base_url."""
+    registry = load_registry()
+    judges: dict[str, ModelSpec] = {}
+    for scorer in suite.scorers:
+        if scorer.kind != "judge" or scorer.model is None:
+            continue
+        if scorer.base_url is None and scorer.model not in registry:
+            raise ConfigError(
+                f"scorer {scorer.label!r}: its judge {scorer.model!r} is not a registered model "
+                f"(registered: {', '.join(sorted(registry)) or 'none'}); register it with "
+                f"`evalflow models add` or give the scorer a base_url"
+            )
+        (spec,) = resolve_models([scorer.model], registry, scorer.base_url)
+        judges[scorer.label] = _billed_project([spec], weave_project)[0]
+    return judges
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import string
 from typing import Any
 
 from evalflow.config import Prompt
+from evalflow.dataset import Row
 from evalflow.errors import ConfigError
 
 
@@ -14,7 +15,8 @@ def placeholders(template: str) -> set[str]:
 
 
 def check_prompt(prompt: Prompt, input_fields: list[str]) -> None:
-    """Every placeholder of the user template must be an input field of the dataset."""
+    """Every placeholder of the user template must be an input field of the dataset (or
+    `choices`, for multiple choice: DatasetSpec.prompt_fields)."""
     unknown = placeholders(prompt.user) - set(input_fields)
     if unknown:
         raise ConfigError(
@@ -31,4 +33,14 @@ def render_messages(prompt: Prompt, inputs: dict[str, Any]) -> list[dict[str, st
         messages.append({"role": "user", "content": question})
         messages.append({"role": "assistant", "content": answer})
     messages.append({"role": "user", "content": prompt.user.format_map(inputs)})
+    return messages
+
+
+def render_row(prompt: Prompt, row: Row) -> list[dict[str, str]]:
+    """The messages sent for a row; a multiple-choice row's choices fill `{choices}`, or follow
+    the question when the template has no such placeholder."""
+    messages = render_messages(prompt, row.inputs)
+    if row.choices and "choices" not in placeholders(prompt.user):
+        last = messages[-1]
+        messages[-1] = {**last, "content": f"{last['content']}\n{row.inputs['choices']}"}
     return messages

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalflow.clustered import score_figures
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
@@ -31,6 +32,7 @@ COLUMNS = [
     "attempts",
     "error_class",
     "error",
+    "epoch",
 ]
 
 
@@ -45,7 +47,7 @@ def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
         record["target"] = str(row.target)
         records.append(record)
     frame = pd.DataFrame.from_records(records, columns=COLUMNS)
-    return frame.sort_values(["model", "index"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["model", "index", "epoch"], kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ def scorer_figures(label: str, values: list[Any]) -> dict[str, Any]:
     }
 
 
+def _per_row(answered: pd.DataFrame, column: str) -> list[Any]:
+    """A score column's values, one per row: with several epochs, each row's mean (the
+    interval is then over rows, as the standard error is)."""
+    if "epoch" not in answered or answered["epoch"].nunique() <= 1:
+        return list(answered[column].dropna())
+    values = answered[["row_id"]].assign(value=answered[column].astype(float)).dropna()
+    return list(values.groupby("row_id", sort=False)["value"].mean())
+
+
 def summarize(frame: pd.DataFrame, prices: Mapping[str, Prices] | None = None) -> pd.DataFrame:
     """Per model: rows, answered, errors, tokens, mean latency, cost (USD, when the model's
     prices are known; failed rows' tokens count, they were paid), and per scorer its mean,
@@ -99,7 +110,8 @@ def summarize(frame: pd.DataFrame, prices: Mapping[str, Prices] | None = None) -
             "cost": (prices or {}).get(str(model), Prices()).cost(prompt_tokens, completion_tokens),
         }
         for col in score_cols:
-            entry.update(scorer_figures(col.removeprefix("score:"), list(ok[col].dropna())))
+            entry.update(scorer_figures(col.removeprefix("score:"), _per_row(ok, col)))
+            entry.update(score_figures(ok, col))  # clustered stderr, pass@k, judge errors
         out.append(entry)
     return pd.DataFrame(out)
 

@@ -48,6 +48,12 @@ class RunContext:
         """Where a model's answers to a chunk are saved (any model name stays inside)."""
         return self.folder / "answers" / safe_name(model) / f"{chunk_no}.jsonl"
 
+    def judgement_path(self, scorer: str, model: str, chunk_no: int) -> Path:
+        """Where a judge scorer's gradings of a model's answers to a chunk are saved."""
+        return (
+            self.folder / "judgements" / safe_name(scorer) / safe_name(model) / f"{chunk_no}.jsonl"
+        )
+
 
 @dataclass
 class RunWatch:
@@ -74,7 +80,7 @@ def open_run(plan: RunPlan) -> Iterator[RunContext]:
     """Hold the run id (one process at a time), save its parameters, and give the run its own
     budget and progress. On a failure the budget halts: the run's chunks start nothing more."""
     request = plan.request
-    total = len(plan.rows) * len(plan.specs)
+    total = len(plan.rows) * len(plan.specs) * plan.suite.epochs
     with run_lock(plan.run_id):
         save_parameters(plan.run_id, plan.parameters)
         run = RunContext(

@@ -82,6 +82,7 @@ class RunParameters(BaseModel):
     weave_project: str | None = None
     chunk_size: int
     concurrency: int | None = None
+    epochs: int | None = None  # the suite's own when None
 
 
 def _known_runs() -> str:

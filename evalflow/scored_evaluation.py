@@ -107,10 +107,14 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRo
     row_base = f"{_saved_uri(evaluation.dataset)}/attr/rows/id/"
     table_ref = getattr(evaluation.dataset.rows, "table_ref", None)
     digests: list[str] = table_ref.row_digests if table_ref is not None else []
-    if len(digests) != len(rows.outputs):
+    if not digests or len(rows.outputs) % len(digests):
         raise WeaveStoreError(
             f"the dataset saved {len(digests)} rows for {len(rows.outputs)} scored rows"
         )
+    # With epochs, each dataset row was scored once per epoch (its scored rows together), as
+    # weave.Evaluation's trials give one predict_and_score call per row and trial.
+    repeats = len(rows.outputs) // len(digests)
+    digests = [digest for digest in digests for _ in range(repeats)]
     now = dt.datetime.now(dt.UTC)
     keys = list(rows.scores)
     columns = [rows.scores[key] for key in keys]

@@ -28,9 +28,11 @@ from pydantic import BaseModel
 from weave.flow.scorer import auto_summarize, get_scorer_attributes, prepare_scorer_op_args
 from weave.trace.op_protocol import Op
 
+from evalflow.choices import extract_choice
 from evalflow.config import ScorerSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError
+from evalflow.grading import SPECIAL_FIELDS, template_fields
 
 # weave.Scorer's pydantic schema meets a lock inside weave itself; the warning is weave's, and
 # says nothing about a user's scorer.
@@ -89,7 +91,11 @@ class RowScorer(weave.Scorer):
     tolerance: float = 0.0
     pattern: str | None = None
 
-    def check(self, target: Any, output: str) -> bool:
+    def check(self, target: Any, output: str, choices: tuple[str, ...] = ()) -> bool:
+        if self.kind == "choice":
+            # Without the row's choices (weave's own scoring path), a letter is still read.
+            picked = extract_choice(output, choices or tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+            return picked is not None and picked == str(target).strip().upper()
         if self.kind == "exact_match":
             return exact_match_value(target, output)
         if self.kind == "normalized_contains":
@@ -113,9 +119,55 @@ def correct_summary(values: list[bool | None]) -> dict[str, Any]:
     return {"correct": {**stats(scored), "excluded": len(values) - len(scored)}}
 
 
+class JudgeScorer(weave.Scorer):
+    """A judge scorer as Weave knows it: the judge model and how it is asked to grade. The
+    grading itself is done by evalflow before the evaluation is recorded (evalflow/judge.py):
+    the per-row value weave records is the judgement, {grade, score, explanation} (or its
+    error); `score` here only gives back that value, it never asks the judge again."""
+
+    model: str
+    mode: str = "pass_fail"
+    scale: int | None = None
+    partial: bool = False
+    template: str | None = None
+
+    @weave.op
+    def score(self, *, output: Any) -> dict[str, Any] | None:  # type: ignore[override]
+        return None  # judged by evalflow beforehand; see the class docstring
+
+    @weave.op
+    def summarize(self, score_rows: list) -> dict | None:
+        return judge_summary(score_rows)
+
+
+def judge_summary(values: list[Any]) -> dict[str, Any]:
+    """A judge scorer's summary: stats of the graded rows' scores (0..1), how many answers had
+    no grade (`errors`), and how many rows were not judged (no answer: `excluded`)."""
+    scores: list[bool | float] = []
+    errors = excluded = 0
+    for value in values:
+        if not isinstance(value, dict):
+            excluded += 1
+        elif value.get("score") is None:
+            errors += 1
+        else:
+            scores.append(float(value["score"]))
+    return {"score": {**stats(scores), "errors": errors, "excluded": excluded}}
+
+
+def leaderboard_path(spec: ScorerSpec) -> str | None:
+    """Where a built-in or judge scorer's figure is in its evaluation summary (None for a
+    Python scorer: found in the summaries, metric_path)."""
+    if spec.kind == "judge":
+        return "score.mean"
+    return None if spec.kind == "python" else "correct.mean"
+
+
 Scorer = Op[Any, Any] | weave.Scorer
 OUTPUT_PREFIX = "scorer_output:"  # results.parquet: a Python scorer's return value, as JSON
 SCORE_PREFIX = "score:"  # results.parquet: a scorer's headline value (number or true/false)
+ERROR_PREFIX = "scorer_error:"  # results.parquet: why a judge gave the row no grade
+TOKENS_PREFIX = "scorer_tokens:"  # results.parquet: the tokens a judge spent on the row
 
 
 def make_scorer(spec: ScorerSpec) -> Scorer:
@@ -123,6 +175,15 @@ def make_scorer(spec: ScorerSpec) -> Scorer:
     and its summary by that name)."""
     if spec.kind == "python":
         return _labelled(load_python_scorer(spec), spec.label)
+    if spec.kind == "judge":
+        return JudgeScorer(
+            name=spec.label,
+            model=spec.model or "",
+            mode=spec.mode or "pass_fail",
+            scale=spec.scale,
+            partial=spec.partial,
+            template=spec.template,
+        )
     if spec.kind == "regex":
         if not spec.pattern:
             raise ConfigError(f"scorer {spec.label!r}: kind regex needs a pattern")
@@ -264,6 +325,13 @@ def check_scorers(suite: Suite, fields: set[str]) -> None:
     argument and the fields otherwise."""
     for spec in suite.scorers:
         scorer = make_scorer(spec)
+        if spec.kind == "choice" and suite.dataset.choices_field is None:
+            raise ConfigError(
+                f"scorer {spec.label!r}: kind choice needs the dataset's choices_field (the "
+                f"field holding each row's list of choices)"
+            )
+        if spec.kind == "judge":
+            _check_template(spec, fields)
         if spec.kind != "python":
             continue
         try:
@@ -277,6 +345,16 @@ def check_scorers(suite: Suite, fields: set[str]) -> None:
                 f"scorer {spec.label!r} ({spec.path}): argument {arg!r} cannot be given: {why}. "
                 f"A Python scorer receives output and these fields: {', '.join(sorted(fields))}"
             )
+
+
+def _check_template(spec: ScorerSpec, fields: set[str]) -> None:
+    unknown = template_fields(spec) - fields - set(SPECIAL_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"scorer {spec.label!r}: its template uses {', '.join(sorted(unknown))}, which the "
+            f"rows do not have; a judge's template may use {', '.join(SPECIAL_FIELDS)} and the "
+            f"rows' fields: {', '.join(sorted(fields))}"
+        )
 
 
 # ---- scoring the collected rows ------------------------------------------------------------
@@ -349,24 +427,32 @@ def summarize_scores(scorer: Scorer, values: list[Any]) -> Any:
     return auto_summarize(values)
 
 
-def score_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> pd.DataFrame:
+def score_rows(
+    suite: Suite, rows: list[Row], frame: pd.DataFrame, judgements: list[Any] | None = None
+) -> pd.DataFrame:
     """The collected frame with a `score:<label>` column per scorer: per answered row a number
-    or true/false (a failed row gets none), the built-in check or a Python scorer's headline;
-    and for a Python scorer a `scorer_output:<label>` column with its return value as JSON."""
+    or true/false (a failed row gets none), the built-in check, a Python scorer's headline or
+    a judge's score (0..1; none where it gave no grade); for a Python scorer and a judge a
+    `scorer_output:<label>` column with its return value (a judge's grade, score and
+    explanation) as JSON, and for a judge `scorer_error:<label>` (why no grade) and
+    `scorer_tokens:<label>`. `judgements` are the judges' (evalflow.judge.Judgement)."""
     frame = frame.copy()
     examples: list[dict[str, Any]] = []
+    by_id = {row.id: row for row in rows}
     if any(spec.kind == "python" for spec in suite.scorers):  # built-ins need no example
-        by_id = {row.id: row for row in rows}
         examples = [scorer_example(by_id[str(r)]) for r in frame["row_id"]]
     outputs = [None if pd.isna(o) else str(o) for o in frame["output"]]
     for spec in suite.scorers:
         scorer = make_scorer(spec)
         if isinstance(scorer, RowScorer):
             checks = [
-                None if out is None else scorer.check(target, out)
-                for target, out in zip(frame["target"], outputs, strict=True)
+                None if out is None else scorer.check(target, out, by_id[str(r)].choices)
+                for target, out, r in zip(frame["target"], outputs, frame["row_id"], strict=True)
             ]
             frame[SCORE_PREFIX + spec.label] = pd.Series(checks, index=frame.index, dtype=object)
+            continue
+        if isinstance(scorer, JudgeScorer):
+            _judge_columns(frame, spec, judgements or [])
             continue
         raw = [
             None if out is None else _python_score(spec, scorer, example, out)
@@ -381,6 +467,32 @@ def score_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> pd.DataFra
             dtype=object,
         )
     return frame
+
+
+def _judge_columns(frame: pd.DataFrame, spec: ScorerSpec, judgements: list[Any]) -> None:
+    """A judge scorer's columns, from its judgements of each (model, row, epoch)."""
+    mine = {(j.model, j.row_id, j.epoch): j for j in judgements if j.scorer == spec.label}
+    epochs = frame["epoch"] if "epoch" in frame.columns else pd.Series(0, index=frame.index)
+    found = [
+        mine.get((str(m), str(r), int(e)))
+        for m, r, e in zip(frame["model"], frame["row_id"], epochs, strict=True)
+    ]
+    frame[SCORE_PREFIX + spec.label] = pd.Series(
+        [math.nan if j is None or j.score is None else float(j.score) for j in found],
+        index=frame.index,
+        dtype=float,
+    )
+    frame[OUTPUT_PREFIX + spec.label] = pd.Series(
+        [None if j is None else json.dumps(j.output()) for j in found],
+        index=frame.index,
+        dtype=object,
+    )
+    frame[ERROR_PREFIX + spec.label] = pd.Series(
+        [None if j is None else j.error for j in found], index=frame.index, dtype=object
+    )
+    frame[TOKENS_PREFIX + spec.label] = pd.Series(
+        [0 if j is None else int(j.tokens) for j in found], index=frame.index, dtype="int64"
+    )
 
 
 def _python_score(spec: ScorerSpec, scorer: Scorer, example: dict[str, Any], output: str) -> Any:

@@ -70,15 +70,20 @@ def evaluate(
     leaderboard: Annotated[
         bool, Field(description="publish a partial run (--limit, --dataset) on the leaderboard")
     ] = False,
+    epochs: Annotated[
+        int | None, Field(ge=1, le=100, description="times each row is asked; default: the suite's")
+    ] = None,
 ) -> dict[str, Any]:
     """Evaluate models on a suite: answer every row, save and score the answers, record a
     Weave evaluation per model, and publish the suite's leaderboard (full runs only)."""
     plan = plan_evaluation(RunRequest.model_validate(locals()))
     init_weave(plan.parameters.weave_project)
     with open_run(plan) as run:
-        with reachable(plan.specs) as targets:
-            answers = answer_rows(plan, run, targets)
-        frame, summary = collect_results(unwalked(plan), unwalked(answers), unwalked(run))
+        with reachable(plan.endpoint_specs) as targets:
+            answered = answer_rows(plan, run, targets)
+        frame, summary = collect_results(
+            unwalked(plan), unwalked(answered.answers), unwalked(run), unwalked(answered.judgements)
+        )
         run.stop_if_over_budget()
         evaluations = [
             weave_evaluation(plan.suite, unwalked(plan.rows), spec, frame, run.run_id)

@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 from evalflow.figures import summary_table
 from evalflow.history import append_records, make_records
 from evalflow.inference import Answer
+from evalflow.judge import Judgement
 from evalflow.plan import RunPlan
 from evalflow.results import Prices, collect, save_run, summarize
 from evalflow.run_context import RunContext
@@ -23,12 +24,12 @@ from evalflow.weave_setup import project_name
 
 @task(name="collect", cache_policy=NONE)
 def collect_results(
-    plan: RunPlan, answers: list[Answer], run: RunContext
+    plan: RunPlan, answers: list[Answer], run: RunContext, judgements: list[Judgement] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every answer in one table, every answered row scored by every scorer of the suite
     (Python scorers too), a summary per model; saved in the run's folder (results.parquet,
     summary.json)."""
-    frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers))
+    frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers), judgements)
     prices = {s.name: Prices(s.price_in, s.price_out) for s in plan.specs}
     summary = summarize(frame, prices)
     meta = {

@@ -1,8 +1,11 @@
-"""Tasks: answer the rows, one task per chunk of rows and model (rows run concurrently inside)."""
+"""Tasks: answer the rows, one task per chunk of rows and model (rows run concurrently inside,
+each graded by the suite's judges as soon as it is answered)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -13,12 +16,21 @@ from prefect.futures import PrefectFuture, as_completed
 from evalflow.config import Suite
 from evalflow.dataset import Row
 from evalflow.errors import ChunkFailedError
-from evalflow.inference import Answer, Journal, Target, answer_chunk
+from evalflow.inference import Answer, Asker, Journal, Target
+from evalflow.judge import Judge, Judgement, answer_and_judge
 from evalflow.plan import RunPlan
-from evalflow.prompting import render_messages
+from evalflow.prompting import render_row
 from evalflow.run_context import RunContext
 from tasks.limits import ensure_shared_limits, take_shared_slots
 from tasks.unwalked import unwalked
+
+
+@dataclass
+class Chunk:
+    """What the models answered, and what the judge scorers made of it."""
+
+    answers: list[Answer] = field(default_factory=list)
+    judgements: list[Judgement] = field(default_factory=list)
 
 
 @task(name="infer-chunk", cache_policy=NONE, task_run_name="infer-{target.spec.name}-{chunk_no}")
@@ -29,31 +41,63 @@ def infer_chunk(
     chunk_no: int,
     run: RunContext,
     shared_limit: str | None = None,
-) -> list[Answer]:
-    """Answer a chunk of rows with one model; fails (keeping its answers) when its failed rows
-    helped the run past its error budget."""
-    take_shared_slots(shared_limit, len(rows))
-    messages = [render_messages(suite.prompt, row.inputs) for row in rows]
+    judges: dict[str, Target] | None = None,
+    judge_limits: dict[str, str | None] | None = None,
+) -> Chunk:
+    """Answer a chunk of rows with one model, each row once per epoch of the suite, each
+    answer graded by the suite's judges (`judges`: judge scorer label -> its model) as soon
+    as it arrives; fails (keeping its answers) when its failed rows helped the run past its
+    error budget."""
+    asked = [row for _ in range(suite.epochs) for row in rows]
+    epochs = [epoch for epoch in range(suite.epochs) for _ in rows]
+    take_shared_slots(shared_limit, len(asked))
+    graders = []
+    for scorer in suite.scorers:
+        if scorer.kind == "judge" and judges is not None:
+            journal = Journal(run.judgement_path(scorer.label, target.spec.name, chunk_no))
+            limit = (judge_limits or {}).get(scorer.label)
+            admit = functools.partial(take_shared_slots, limit, len(asked)) if limit else None
+            graders.append(Judge(scorer, judges[scorer.label], journal, admit))
+    messages = [render_row(suite.prompt, row) for row in asked]
     generation = suite.generation.merged(target.spec.generation)
     journal = Journal(run.journal_path(target.spec.name, chunk_no))
-    answers = asyncio.run(
-        answer_chunk(rows, target, messages, generation, suite.name, run, journal)
+    answering = Asker(target, generation, suite.name, run, journal)
+    answers, judgements = asyncio.run(
+        answer_and_judge(asked, answering, messages, epochs, graders, suite, run)
     )
     failed = sum(a.error is not None for a in answers)
     if failed and (reason := run.budget.exceeded()):
         raise ChunkFailedError(
-            f"{failed} of {len(rows)} rows failed; the run is past {reason}", answers
+            f"{failed} of {len(asked)} rows failed; the run is past {reason}",
+            [*answers, *judgements],  # answers, then the judgements made of them
         )
-    return answers
+    return Chunk(answers, judgements)
 
 
-def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> list[Answer]:
-    """Every row answered by every model: an infer-chunk task per chunk and model, run
-    concurrently; the run's progress shown as a Prefect progress artifact."""
-    shared = ensure_shared_limits(plan.specs, plan.parameters.chunk_size)
+def _outcome(outcome: Any) -> Chunk:
+    """A finished infer-chunk's answers and judgements (a chunk failed past the error budget
+    keeps its own: they count, and the run fails after saving them)."""
+    if isinstance(outcome, ChunkFailedError):
+        return Chunk(
+            [a for a in outcome.answers if isinstance(a, Answer)],
+            [j for j in outcome.answers if isinstance(j, Judgement)],
+        )
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, Chunk)
+    return outcome
+
+
+def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> Chunk:
+    """Every row answered by every model, and graded by the suite's judges as it is answered:
+    an infer-chunk task per chunk and model, run concurrently; the run's progress shown as a
+    Prefect progress artifact. `targets` are those of plan.endpoint_specs."""
+    answering, judges = plan.split_targets(targets)
+    shared = ensure_shared_limits(plan.endpoint_specs, plan.parameters.chunk_size)
+    judge_limits = {label: shared.get(spec.name) for label, spec in plan.judges.items()}
     name = plan.suite.name
     bar: Any = create_progress_artifact(0.0, description=f"{name}: rows answered")
-    futures: list[PrefectFuture[list[Answer]]] = [
+    futures: list[PrefectFuture[Chunk]] = [
         infer_chunk.submit(
             unwalked(chunk),
             target,
@@ -61,25 +105,19 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> list[A
             n,
             unwalked(run),
             shared.get(target.spec.name),
+            judges,
+            judge_limits,
         )
-        for target in targets
+        for target in answering
         for n, chunk in enumerate(plan.chunks())
     ]
-    answers: list[Answer] = []
+    done = Chunk()
     try:
         for future in as_completed(futures):
-            outcome: Any = future.result(raise_on_failure=False)
-            if isinstance(outcome, ChunkFailedError):
-                outcome = outcome.answers  # its answers count; the run fails after saving them
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            answers.extend(outcome)
-            snapshot = run.progress.snapshot()
-            update_progress_artifact(
-                bar,
-                100.0 * snapshot["done"] / max(snapshot["total"], 1),
-                description=f"{name}: {run.progress.describe()}",
-            )
+            chunk = _outcome(future.result(raise_on_failure=False))
+            done.answers.extend(chunk.answers)
+            done.judgements.extend(chunk.judgements)
+            _show(bar, name, run)
     except BaseException:
         # The run failed (a fatal answer, say): its other chunks send nothing more, and are
         # waited for so that none outlives the run.
@@ -87,4 +125,13 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> list[A
         for pending in futures:
             pending.wait()
         raise
-    return answers
+    return done
+
+
+def _show(bar: Any, name: str, run: RunContext) -> None:
+    snapshot = run.progress.snapshot()
+    update_progress_artifact(
+        bar,
+        100.0 * snapshot["done"] / max(snapshot["total"], 1),
+        description=f"{name}: {run.progress.describe()}",
+    )

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from evalflow.endpoints.sim_profile import FAULT_KINDS, SimProfile
 from evalflow.errors import EndpointError
+from evalflow.grading import GradingRequest, read_grading_request
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 # The key a request must bear, from the environment: never written into the profile file.
@@ -40,6 +41,17 @@ def unit_hash(*parts: object) -> float:
     """A number in [0, 1) decided only by the parts."""
     raw = "\x1f".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") / 2**64
+
+
+def _plain(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def submission_is_right(reference: str, submission: str) -> bool:
+    """What the simulated judge holds true: the submission is, or holds, the reference (case,
+    punctuation and spacing aside)."""
+    wanted = _plain(reference)
+    return bool(wanted) and f" {wanted} " in f" {_plain(submission)} "
 
 
 def error_body(message: str, type_: str, code: str | None = None) -> bytes:
@@ -131,12 +143,32 @@ class SimServer:
         }
 
     def answer(self, model: str, prompt: str) -> str:
+        request = read_grading_request(prompt)
+        if request is not None:
+            return self.grade(model, prompt, request)
         right = self.profile.answer_key.get(prompt.strip())
         if right is None:
             return "I don't know."
         if unit_hash("answer", model, prompt) < self.profile.models[model]:
             return right
         return "I don't know."
+
+    def grade(self, model: str, prompt: str, request: GradingRequest) -> str:
+        """A judge's reply to a grading request made from evalflow's template: the truth
+        (`submission_is_right`) told with the model's accuracy (by a hash of the model,
+        reference and submission), its opposite otherwise; `judge_garbled` of the replies,
+        by a hash of the seed, model and request, carry no grade."""
+        if unit_hash("garbled", self.profile.seed, model, prompt) < self.profile.judge_garbled:
+            return "The submission is hard to judge without more context."
+        truth = submission_is_right(request.reference, request.submission)
+        told = unit_hash("judge", model, request.reference, request.submission)
+        correct = truth if told < self.profile.models[model] else not truth
+        if request.scale is not None:
+            grade = str(request.scale if correct else 1)
+        else:
+            grade = "C" if correct else "I"
+        said = "gives" if correct else "does not give"
+        return f"The submission {said} the reference answer.\nGRADE: {grade}"
 
     def fault(self, model: str, prompt: str) -> str | None:
         self.seen[(model, prompt)] += 1

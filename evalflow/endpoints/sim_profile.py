@@ -44,10 +44,13 @@ class SimProfile(BaseModel):
     hang_seconds: float = Field(120.0, gt=0, description="how long a hung request hangs")
     drop: float = Field(0.0, ge=0, le=1, description="fraction of connections dropped")
     malformed: float = Field(0.0, ge=0, le=1, description="fraction of 200s with a broken body")
+    judge_garbled: float = Field(
+        0.0, ge=0, le=1, description="fraction of a judge's replies that carry no grade"
+    )
     seed: int = 0
     models: dict[str, float] = Field(
         default_factory=lambda: {"oracle": 1.0, "sim-good": 0.8, "sim-half": 0.5},
-        description="model id -> probability of a right answer",
+        description="model id -> probability of a right answer (a judge: of a right grade)",
     )
     answer_key: dict[str, str] = Field(
         default_factory=dict, description="prompt text (last user message) -> right answer"
