@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from evalflow.errors import ConfigError, RunNotFoundError
-from evalflow.runs import run_dir
+from evalflow.runs import run_path
 from evalflow.stats import compare_paired, holm_adjusted
 
 SCORE = "score:"
@@ -54,7 +54,7 @@ def parse_side(text: str) -> tuple[str, str | None]:
 
 
 def _run_files(run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
-    folder = run_dir(run_id)
+    folder = run_path(run_id)
     results, summary = folder / "results.parquet", folder / "summary.json"
     if not results.is_file() or not summary.is_file():
         raise RunNotFoundError(

@@ -16,7 +16,7 @@ from evalflow.clustered import score_figures
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
-from evalflow.runs import run_dir, write_atomic
+from evalflow.runs import run_dir, run_path, write_atomic
 from evalflow.stats import describe
 
 COLUMNS = [
@@ -131,7 +131,7 @@ def save_run(run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict
 def failed_rows(run_id: str, wrong: bool = True) -> list[dict[str, Any]]:
     """A run's rows that failed (error class and message) and, if `wrong`, those a scorer
     marked wrong (which scorers), with input, target and output."""
-    path = run_dir(run_id) / "results.parquet"
+    path = run_path(run_id) / "results.parquet"
     if not path.is_file():
         raise RunNotFoundError(f"run {run_id}: no results in {path.parent} (did it finish?)")
     frame = pd.read_parquet(path)

@@ -51,11 +51,16 @@ def runs_root() -> Path:
 
 def run_dir(run_id: str) -> Path:
     """The run's folder (created), for a run id evalflow made or a user typed."""
-    if not _RUN_ID.match(run_id) or ".." in run_id:
-        raise RunNotFoundError(f"{run_id!r} is not a run id (runs: {_known_runs()})")
-    path = runs_root() / run_id
+    path = run_path(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_path(run_id: str) -> Path:
+    """Where a run id's folder is, checked to be a run id (so it stays inside the home)."""
+    if not _RUN_ID.match(run_id) or ".." in run_id:
+        raise RunNotFoundError(f"{run_id!r} is not a run id (runs: {_known_runs(run_id)})")
+    return runs_root() / run_id
 
 
 def make_run_id(suite: str, parts: dict[str, Any]) -> str:
@@ -85,9 +90,12 @@ class RunParameters(BaseModel):
     epochs: int | None = None  # the suite's own when None
 
 
-def _known_runs() -> str:
-    runs = sorted((p.parent.name for p in runs_root().glob(f"*/{PARAMETERS}")), reverse=True)
-    return ", ".join(runs[:10]) or "none yet"
+def _known_runs(asked: str = "") -> str:
+    """The runs here, those of the suite `asked` names first, then the newest."""
+    suite = asked.rsplit("-", 2)[0]
+    saved = [p.parent for p in runs_root().glob(f"*/{PARAMETERS}")]
+    saved.sort(key=lambda p: (not p.name.startswith(f"{suite}-"), -p.stat().st_mtime))
+    return ", ".join(p.name for p in saved[:10]) or "none yet"
 
 
 def save_parameters(run_id: str, parameters: RunParameters) -> None:
@@ -96,9 +104,10 @@ def save_parameters(run_id: str, parameters: RunParameters) -> None:
 
 def load_parameters(run_id: str) -> RunParameters:
     """The parameters a run was started with; a clear error for an unknown run id."""
-    path = run_dir(run_id) / PARAMETERS
+    path = run_path(run_id) / PARAMETERS
     if not path.is_file():
-        raise RunNotFoundError(f"no run {run_id!r} under {runs_root()} (runs: {_known_runs()})")
+        known = _known_runs(run_id)
+        raise RunNotFoundError(f"no run {run_id!r} under {runs_root()} (runs: {known})")
     try:
         return RunParameters.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValidationError) as exc:

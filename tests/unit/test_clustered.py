@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from evalflow.figures import clustered, score_figures
+from evalflow.clustered import clustered, score_figures
 
 
 def test_clustered_stderr_matches_a_hand_computation() -> None:
