@@ -11,6 +11,7 @@ from pydantic import Field
 
 from evalflow.config import ModelName, SuiteName, load_registry, suite_names, usable_models
 from evalflow.errors import EvalflowError
+from evalflow.forms import form_help
 from evalflow.runs import run_day
 from flows.evaluate import evaluate
 from tasks.regressions import detect_changes
@@ -38,6 +39,7 @@ def _run_name() -> str:
     return f"nightly {_day()}: {_count(len(suites), 'suite')} x {_count(len(models), 'model')}"
 
 
+@form_help
 @flow(name="nightly-evals", flow_run_name=_run_name)
 def nightly(
     suites: Annotated[
