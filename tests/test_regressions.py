@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterTextSearch
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.variables import Variable
 
@@ -85,6 +86,13 @@ def events_of(resource_prefix: str) -> list[Any]:
     )
     with get_client(sync_client=True) as client:
         return list(client.read_events(filter=query, limit=50).events)
+
+
+def logs_with(text: str) -> list[str]:
+    """The messages of the flow and task run logs on the server that hold `text`."""
+    query = LogFilter(text=LogFilterTextSearch(query=text))
+    with get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs(log_filter=query, limit=50)]
 
 
 def wait_for(condition: Any, timeout: float = 30.0) -> None:
@@ -157,6 +165,14 @@ def test_a_drop_from_0_9_to_0_7_on_300_rows_is_one_event_and_one_notification(
     assert len(notes) == 1
     assert "regression in drop300 / sim-good" in notes[0]["subject"]
     assert f"delta {payload['delta']:+.3f}" in notes[0]["body"]
+
+    # The evaluation's log says its run id, where its results are and its figures.
+    evaluation = second.result()["evaluations"]["drop300"]
+    wait_for(lambda: len(logs_with(evaluation["run_id"])) >= 1)
+    logged = "\n".join(logs_with(evaluation["run_id"]))
+    assert f"run {evaluation['run_id']} (all 300 rows): results in {evaluation['folder']}" in logged
+    accuracy = 1 - sum(x >= 0.7 for x in h.values()) / 300
+    assert f"sim-good: exact_match {accuracy:.3f} [" in "\n".join(logs_with("exact_match"))
 
     report = what_changed(second)
     assert "**REGRESSION**" in report and "- **Regression**: drop300 / sim-good" in report
