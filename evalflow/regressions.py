@@ -204,22 +204,23 @@ def headline(change: Change) -> str:
 
 
 def _row(change: Change) -> dict[str, Any]:
+    """A comparison as a row of the artifact's table: seven narrow columns, the verdict first
+    (the UI's markdown table scrolls sideways past its width; rows worse/better are in the
+    verdicts' lines above it)."""
     verdict = change.verdict
     if verdict == REGRESSION:
         verdict = "**REGRESSION**"
     elif verdict == IMPROVEMENT:
         verdict = "**improvement**"
     return {
-        "suite": change.suite,
-        "model": change.model + (" (entry changed)" if change.model_changed else ""),
+        "verdict": verdict,
+        "suite / model": f"{change.suite} / {change.model}"
+        + (" (entry changed)" if change.model_changed else ""),
         "scorer": change.scorer,
-        "before": figure(change.mean_before),
-        "tonight": figure(change.mean_after),
+        "before -> tonight": f"{figure(change.mean_before)} -> {figure(change.mean_after)}",
         "delta [95% CI]": signed(change.delta, change.low, change.high),
         "p (Holm)": p_value(change.p_holm),
         "n": change.n,
-        "worse / better": f"{len(change.worse)} / {len(change.better)}",
-        "verdict": verdict,
     }
 
 

@@ -14,7 +14,7 @@ from evalflow.errors import EvalflowError
 from evalflow.forms import form_help
 from evalflow.runs import run_day
 from flows.evaluate import evaluate
-from tasks.regressions import detect_changes
+from tasks.regressions import detect_changes, publish_what_changed
 
 
 def _count(n: int, noun: str) -> str:
@@ -104,7 +104,8 @@ def nightly(
             failures[suite] = str(exc)
             runs[suite] = None
             logger.error("suite %s failed: %s", suite, exc)
-    night = detect_changes(runs, alpha, min_effect, f"What changed tonight ({_day()})")
+    night = detect_changes(runs, alpha, min_effect)
+    publish_what_changed(night, f"What changed tonight ({_day()})")
     if failures:
         raise RuntimeError(f"{len(failures)} suite(s) failed: {failures}")
     return {
