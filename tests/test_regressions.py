@@ -10,10 +10,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,36 +27,10 @@ from evalflow.endpoints.sim import unit_hash
 from evalflow.history import read_history
 from evalflow.regressions import IMPROVEMENT_EVENT, REGRESSION_EVENT
 from flows.nightly import nightly
+from tests.receiver import Receiver
 from tests.suites import answer_key, questions, write_suite
 
 EVENTS = [REGRESSION_EVENT, IMPROVEMENT_EVENT]
-
-
-class Receiver:
-    """A local webhook: a stdlib HTTP server recording the JSON body of every POST."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        received = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                received.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/evalflow"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
