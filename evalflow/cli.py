@@ -670,6 +670,8 @@ def stack_up(
         f"evalflow is up: Prefect UI at {ui_url(stack)} (deployments: nightly-evals, "
         f"evaluate, backfill-model)"
     )
+    if stack.alerts is not None:
+        typer.echo(f"regression alerts: {_alerts_line(stack.alerts)}")
     if background:
         typer.echo("running in the background; stop it with: evalflow down")
         os._exit(0)  # leave them running: they write to their log files, not to us
@@ -692,6 +694,44 @@ def stack_down() -> None:
 
     stopped = down()
     typer.echo(f"stopped {stopped} process(es)" if stopped else "no stack is running")
+
+
+alerts_app = typer.Typer(help="Regression alerts (a Prefect automation).", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+def _alerts_line(alerts: Any) -> str:
+    what = "created" if alerts.created else "updated"
+    return (
+        f"automation {alerts.automation_id} {what} on {alerts.api_url}: each "
+        f"evalflow.regression.detected event posts to the webhook of block evalflow-alerts"
+    )
+
+
+@alerts_app.command("setup")
+def alerts_setup(
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            help="the webhook URL (default: EVALFLOW_ALERT_WEBHOOK, else the server's Secret "
+            "or Variable evalflow-alert-webhook)"
+        ),
+    ] = None,
+) -> None:
+    """Create or update, on the Prefect server (PREFECT_API_URL, else the running local
+    stack), the notification block and the automation that posts each regression the
+    nightly finds to a webhook. Safe to run again."""
+    from evalflow.alerts import SETTING_NAME, WEBHOOK_ENV, setup_alerts
+    from evalflow.errors import AlertSetupError
+
+    _use_running_stack()
+    alerts = setup_alerts(webhook)
+    if alerts is None:
+        raise AlertSetupError(
+            f"no alert webhook: pass --webhook URL, or set {WEBHOOK_ENV}, or create a Prefect "
+            f"Secret or Variable named {SETTING_NAME} holding the URL"
+        )
+    typer.echo(_alerts_line(alerts))
 
 
 weave_app = typer.Typer(help="What the Weave project holds.", no_args_is_help=True)

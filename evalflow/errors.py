@@ -21,6 +21,7 @@ without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it t
   + StorageError - evalflow cannot write under EVALFLOW_HOME (disk full, read-only)
   + ChunkFailedError - a chunk took the run past its error budget (its task fails)
   + HistoryError - the evaluations' history cannot be read, or holds nothing to show
+  + AlertSetupError - the regression alert (webhook block, automation) cannot be set up
 """
 
 from __future__ import annotations
@@ -110,3 +111,8 @@ class BudgetStop(BudgetExceededError):
 class HistoryError(EvalflowError):
     """The history of finished evaluations (EVALFLOW_HOME/history) cannot be read (the message
     names the file), or holds nothing to show."""
+
+
+class AlertSetupError(EvalflowError):
+    """The regression alert (its webhook notification block and automation) cannot be set up:
+    no Prefect server, a webhook that is not an http(s) URL, or a server that refused it."""

@@ -2,8 +2,10 @@
 
 A run id is the suite, the UTC day and a digest of what defines the run (suite, the rows' ids,
 dataset, models, limit, Weave project), so the same command started again the same day finds
-its saved answers. Which answers it reuses is decided row by row, by the request each row
-sends (evalflow/inference.py, request_digest): an edited row is asked again.
+its saved answers. The day is today's (UTC) unless `EVALFLOW_RUN_DAY` (YYYYMMDD) names another:
+tests and replays make distinct nights with it. Which answers it reuses is decided row by row,
+by the request each row sends (evalflow/inference.py, request_digest): an edited row is asked
+again.
 Every path made from a name (a run id, a model name) stays inside EVALFLOW_HOME.
 """
 
@@ -26,13 +28,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from evalflow.errors import RunInProgressError, RunNotFoundError, StorageError
+from evalflow.errors import ConfigError, RunInProgressError, RunNotFoundError, StorageError
 from evalflow.home import home_dir
 
 PARAMETERS = "parameters.json"
 LOCK = "run.lock"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RUN_DAY_ENV = "EVALFLOW_RUN_DAY"
 
 
 def safe_name(name: str, limit: int = 40) -> str:
@@ -63,10 +66,25 @@ def run_path(run_id: str) -> Path:
     return runs_root() / run_id
 
 
+def run_day() -> dt.date:
+    """The day runs started now belong to: `EVALFLOW_RUN_DAY` (YYYYMMDD) when set, else today
+    (UTC)."""
+    text = os.environ.get(RUN_DAY_ENV, "").strip()
+    if not text:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        raise ConfigError(
+            f"{RUN_DAY_ENV}={text!r} is not a day: give it as YYYYMMDD (e.g. 20250131), or unset "
+            f"it to use today's date"
+        ) from None
+
+
 def make_run_id(suite: str, parts: dict[str, Any]) -> str:
-    """The suite, the UTC day and a digest of everything that defines the run."""
+    """The suite, the run's day (run_day) and a digest of everything that defines the run."""
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-    day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+    day = run_day().strftime("%Y%m%d")
     return f"{safe_name(suite)}-{day}-{digest[:10]}"
 
 

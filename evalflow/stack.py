@@ -1,7 +1,8 @@
 """`evalflow up`: the whole local stack in one command, and `evalflow down`.
 
 A Prefect server (state under EVALFLOW_HOME/prefect), the `evalflow` process work pool, the
-deployments of prefect.yaml, a worker, and the local LLM (whose URL the worker's flows use).
+deployments of prefect.yaml, a worker, and the local LLM (whose URL the worker's flows use);
+with an alert webhook set (evalflow/alerts.py), the regression alert's block and automation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalflow.endpoints.llm import start_llm_process
 from evalflow.endpoints.process import ServerProcess, answers, port_in_use
@@ -21,6 +23,9 @@ from evalflow.errors import EndpointError
 from evalflow.home import evalflow_prefect_defaults, home_dir, offline_environment
 from evalflow.project import project_root
 from evalflow.targets import LOCAL_LLM_ENV
+
+if TYPE_CHECKING:
+    from evalflow.alerts import Alerts
 
 POOL = "evalflow"
 
@@ -38,6 +43,7 @@ def stack_file() -> Path:
 class Stack:
     api_url: str
     processes: list[ServerProcess] = field(default_factory=list)
+    alerts: Alerts | None = None  # the regression alert, when a webhook is set
 
     def env(self) -> dict[str, str]:
         """The stack's environment: its own Prefect home, prefect.db and profiles there, apart
@@ -93,6 +99,7 @@ def up(port: int = 4200, llm_port: int = 8000, detach: bool = False) -> Stack:
         if stack.prefect("work-pool", "inspect", POOL, check=False).returncode != 0:
             stack.prefect("work-pool", "create", POOL, "--type", "process")
         stack.prefect("--no-prompt", "deploy", "--all")
+        stack.alerts = stack_alerts(stack)
         llm, llm_url = start_llm_process(port=llm_port, die_with_parent=not detach)
         stack.processes.append(llm)
         worker = ServerProcess(
@@ -116,6 +123,17 @@ def up(port: int = 4200, llm_port: int = 8000, detach: bool = False) -> Stack:
         )
     )
     return stack
+
+
+def stack_alerts(stack: Stack) -> Alerts | None:
+    """The regression alert on the stack's server, created or updated when a webhook is set
+    (EVALFLOW_ALERT_WEBHOOK, or the server's Secret/Variable evalflow-alert-webhook)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from evalflow.alerts import setup_alerts
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        return setup_alerts()
 
 
 def running_stack() -> dict[str, str] | None:

@@ -11,6 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from evalflow.config import ModelName, SuiteName
+from evalflow.forms import form_help
 from evalflow.plan import RunRequest, reachable
 from evalflow.run_context import open_run
 from evalflow.weave_setup import init_weave
@@ -29,6 +30,7 @@ def _run_name() -> str:
     return f"{parameters.get('suite')}: {', '.join(models)}"[:100]
 
 
+@form_help
 @flow(
     name="evaluate",
     flow_run_name=_run_name,

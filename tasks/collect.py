@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from evalflow.figures import summary_table
+from evalflow.figures import scorer_figure, summary_table
 from evalflow.history import append_records, make_records
 from evalflow.inference import Answer
 from evalflow.judge import Judgement
@@ -45,7 +45,25 @@ def collect_results(
     if plan.full and meta["complete"]:
         _record_history(plan, summary)
     _artifacts(plan, summary)
+    _log_headline(plan, run, summary)
     return frame, summary
+
+
+def _log_headline(plan: RunPlan, run: RunContext, summary: pd.DataFrame) -> None:
+    """The run id, where its results are, and each model's figures, in the run's log."""
+    logger = get_run_logger()
+    logger.info("run %s (%s): results in %s", run.run_id, plan.scope(), run.folder)
+    labels = [s.label for s in plan.suite.scorers]
+    for entry in json.loads(summary.to_json(orient="records")):
+        n = entry.get("answered")
+        figures = ", ".join(f"{label} {scorer_figure(entry, label, n)}" for label in labels)
+        logger.info(
+            "%s: %s (mean [95%% interval]), n=%s rows scored, %s error(s)",
+            entry["model"],
+            figures,
+            n,
+            entry.get("errors"),
+        )
 
 
 def _record_history(plan: RunPlan, summary: pd.DataFrame) -> None:

@@ -83,6 +83,25 @@ def test_deploy_all_creates_the_three_deployments_with_the_nightly_schedule(
     assert backfill.work_pool_name == "evalflow"
 
 
+def form_of(name: str) -> dict[str, dict[str, object]]:
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name).parameter_openapi_schema["properties"]
+
+
+def test_every_field_of_the_nightly_form_has_help_text(deployed: str) -> None:
+    form = form_of("nightly-evals/nightly-evals")
+    assert [p for p, field in form.items() if not field.get("description")] == []
+    assert (form["alpha"]["default"], form["min_effect"]["default"]) == (0.05, 0.0)
+    assert "Holm" in str(form["alpha"]["description"])
+    assert form["alpha"]["exclusiveMinimum"] == 0  # the constraints are kept too
+
+
+def test_every_field_of_the_evaluate_form_has_help_text(deployed: str) -> None:
+    form = form_of("evaluate/evaluate")
+    assert [p for p, field in form.items() if not field.get("description")] == []
+    assert "default: the suite's" in str(form["models"]["description"])
+
+
 def test_bad_parameters_are_refused_before_a_run_exists(deployed: str) -> None:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("evaluate/evaluate")
