@@ -250,7 +250,8 @@ class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(
-        description="JSONL, CSV or Parquet file (relative to the suite), or weave:///"
+        description="JSONL, CSV or Parquet file (relative to the suite), weave:///, or a "
+        "Hugging Face Hub file hf://datasets/OWNER/NAME/FILE"
     )
     id_field: str | None = Field(None, description="a unique row id; default: the row number")
     input_fields: list[str] = Field(default_factory=lambda: ["question"])
@@ -263,6 +264,13 @@ class DatasetSpec(BaseModel):
     shuffle: int | None = Field(
         None, description="multiple choice: shuffle each row's choices with this seed"
     )
+
+    @field_validator("path")
+    @classmethod
+    def _hub_datasets_only(cls, value: str) -> str:
+        if value.startswith("hf://") and not value.startswith("hf://datasets/"):
+            raise ValueError("a Hugging Face dataset is hf://datasets/OWNER/NAME/FILE")
+        return value
 
     @model_validator(mode="after")
     def _shuffle_needs_choices(self) -> DatasetSpec:
@@ -291,7 +299,8 @@ class Suite(BaseModel):
 
     def dataset_path(self) -> str:
         path = self.dataset.path
-        if path.startswith("weave:///") or Path(path).is_absolute() or self.source is None:
+        remote = path.startswith(("weave:///", "hf://"))
+        if remote or Path(path).is_absolute() or self.source is None:
             return path
         return str((self.source.parent / path).resolve())
 

@@ -6,9 +6,10 @@ import csv
 import io
 import json
 import numbers
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from evalflow.choices import LETTERS, letter, render_choices, shuffled_order, target_index
@@ -17,6 +18,11 @@ from evalflow.errors import DatasetError
 
 MAX_FIELD_BYTES = 1_000_000  # a field larger than this is a mistake, not a question
 MAX_LISTED = 10
+
+HF_PREFIX = "hf://datasets/"
+HF_MIRROR_ENV = "EVALFLOW_HF_MIRROR"  # a local folder standing in for hf://datasets/
+# huggingface_hub reads these when it is imported; ours are defaults a user's setting overrides.
+HF_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "10"}
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,13 @@ def _csv_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
         yield where, {k: v for k, v in record.items() if v is not None}
 
 
-def _parquet_records(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+def _parquet_records(name: str, data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
     import pandas as pd
 
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(data))
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"dataset {path}: not a readable Parquet file ({exc})") from None
+        raise DatasetError(f"dataset {name}: not a readable Parquet file ({exc})") from None
     for i, record in enumerate(frame.to_dict("records"), start=1):
         yield f"row {i}", {str(k): v for k, v in record.items()}
 
@@ -88,21 +94,68 @@ def _weave_records(uri: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
         yield f"row {i}", dict(record)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line: its class and the first line of its message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _hub_bytes(uri: str) -> bytes:
+    """The file at `hf://datasets/...`: from the local copy EVALFLOW_HF_MIRROR names if set,
+    else from the Hugging Face Hub (huggingface_hub's fsspec filesystem; HF_TOKEN if set)."""
+    mirror = os.environ.get(HF_MIRROR_ENV)
+    if mirror:
+        local = Path(mirror) / uri.removeprefix(HF_PREFIX)
+        if not local.is_file():
+            raise DatasetError(
+                f"dataset {uri}: not in the local copy {HF_MIRROR_ENV}={mirror} (no file "
+                f"{local}); add it there, or unset {HF_MIRROR_ENV} to read from the Hub"
+            )
+        return local.read_bytes()
+    for name, seconds in HF_TIMEOUTS.items():
+        os.environ.setdefault(name, seconds)
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rb") as handle:
+            data: bytes = handle.read()
+    except Exception as exc:  # network, HTTP (404, 401) and filesystem errors alike
+        raise DatasetError(
+            f"dataset {uri}: cannot read it from the Hugging Face Hub ({_one_line(exc)}); "
+            f"set HF_TOKEN for a gated dataset, or {HF_MIRROR_ENV} to a local copy"
+        ) from None
+    return data
+
+
+def _parsed(name: str, suffix: str, data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    if suffix == ".parquet":
+        return _parquet_records(name, data)
+    if suffix in (".jsonl", ".json"):
+        return _jsonl_records(data)
+    return _csv_records(data)
+
+
+def _format(name: str, suffix: str) -> str:
+    """The file's suffix if evalflow reads that format; a DatasetError otherwise."""
+    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
+        raise DatasetError(
+            f"dataset {name}: unknown format {suffix!r}; use .jsonl, .csv or .parquet"
+        )
+    return suffix
+
+
 def _records(source: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
     if source.startswith("weave:///"):
         return _weave_records(source)
+    if source.startswith(HF_PREFIX):
+        suffix = _format(source, PurePosixPath(source).suffix.lower())
+        return _parsed(source, suffix, _hub_bytes(source))
     path = Path(source)
     if not path.is_file():
         raise DatasetError(f"dataset {path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _parquet_records(path)
-    data = path.read_bytes()
-    if suffix in (".jsonl", ".json"):
-        return _jsonl_records(data)
-    if suffix == ".csv":
-        return _csv_records(data)
-    raise DatasetError(f"dataset {path}: unknown format {suffix!r}; use .jsonl, .csv or .parquet")
+    suffix = _format(str(path), path.suffix.lower())
+    return _parsed(str(path), suffix, path.read_bytes())
 
 
 def _field_problem(name: str, value: Any, target: bool) -> str | None:
