@@ -14,7 +14,7 @@ from evalflow.errors import EvalflowError
 from evalflow.forms import form_help
 from evalflow.runs import run_day
 from flows.evaluate import evaluate
-from tasks.regressions import detect_changes, publish_what_changed
+from tasks.regressions import detect_changes, plot_trends, publish_trends, publish_what_changed
 
 
 def _count(n: int, noun: str) -> str:
@@ -106,6 +106,7 @@ def nightly(
             logger.error("suite %s failed: %s", suite, exc)
     night = detect_changes(runs, alpha, min_effect)
     publish_what_changed(night, f"What changed tonight ({_day()})")
+    publish_trends(plot_trends([s for s, run_id in runs.items() if run_id]))
     if failures:
         raise RuntimeError(f"{len(failures)} suite(s) failed: {failures}")
     return {

@@ -10,7 +10,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
+from evalflow.history import history_dir, read_history
 from evalflow.regressions import Night, compare_night, event_of, headline, what_changed_markdown
+from evalflow.trend import plot_history
 
 ARTIFACT_KEY = "what-changed"
 
@@ -41,4 +43,33 @@ def publish_what_changed(night: Night, title: str) -> None:
         key=ARTIFACT_KEY,
         description=f"{title}: {len(night.regressions)} regression(s), "
         f"{len(night.improvements)} improvement(s), {len(night.changes)} comparison(s)",
+    )
+
+
+TRENDS_KEY = "trend-charts"
+
+
+@task(name="trend-charts", cache_policy=NONE)
+def plot_trends(suites: list[str]) -> dict[str, str]:
+    """Each suite's trend chart (every model's score over its history, with 95% bands) as a
+    PNG beside its history: EVALFLOW_HOME/history/<suite>/trend.png."""
+    charts: dict[str, str] = {}
+    for suite in suites:
+        table = read_history(suite)
+        if table.empty:
+            continue
+        path = history_dir(suite) / "trend.png"
+        charts[suite] = str(plot_history(table, path, suite))
+    return charts
+
+
+def publish_trends(charts: Mapping[str, str]) -> None:
+    """A markdown artifact on the flow run naming each chart's file. The Prefect UI shows
+    images only from URLs it can fetch, and a chart on the worker's disk is not one: the
+    artifact gives the path (and `evalflow history SUITE --plot FILE` draws it anywhere)."""
+    lines = [f"- **{suite}**: `{path}`" for suite, path in charts.items()]
+    create_markdown_artifact(
+        "# Trend charts\n\n" + ("\n".join(lines) or "No history yet.") + "\n",
+        key=TRENDS_KEY,
+        description=f"{len(charts)} trend chart(s), written on the worker",
     )

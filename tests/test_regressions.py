@@ -151,6 +151,15 @@ def test_a_drop_from_0_9_to_0_7_on_300_rows_is_one_event_and_one_notification(
     assert f"{payload['delta']:+.3f} [{payload['ci_low']:+.3f}, {payload['ci_high']:+.3f}]" in (
         report
     )
+    chart = private_home.parent / "home" / "history" / "drop300" / "trend.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the night's trend chart
+    with get_client(sync_client=True) as client:
+        charts = [
+            a
+            for a in client.read_artifacts()
+            if a.key == "trend-charts" and a.flow_run_id == second.state_details.flow_run_id
+        ]
+    assert len(charts) == 1 and str(chart) in str(charts[0].data)
 
 
 def test_an_unchanged_model_over_ten_nights_emits_nothing(
