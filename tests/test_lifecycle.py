@@ -125,8 +125,7 @@ SERVE_LLM = {
 def test_a_stopped_serve_llm_leaves_no_llama_process_and_frees_its_port(
     how: str, signum: int, tmp_path: Path
 ) -> None:
-    if how == "uv-run" and shutil.which("uv") is None:
-        pytest.skip("uv is not installed")
+    assert shutil.which("uv"), "uv runs the tests (README), so it is on PATH"
     port = free_port()
     log = tmp_path / "serve.log"
     proc = start([*SERVE_LLM[how], "--port", str(port)], log)
