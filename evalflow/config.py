@@ -140,10 +140,10 @@ class ModelSpec(BaseModel):
         default=None, ge=0, description="USD per million output (completion) tokens; optional"
     )
 
-    def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """What those tokens cost in USD (0.0 when the prices are not known)."""
+    def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What those tokens cost in USD (None when the prices are not known)."""
         if self.price_in is None or self.price_out is None:
-            return 0.0
+            return None
         return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
 
 

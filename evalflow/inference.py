@@ -202,13 +202,9 @@ async def _answer_row(
                     usage = response.usage
                     tokens = usage.total_tokens if usage else estimate
                     slot.settle(tokens)
-                    run.budget.spend(
-                        tokens,
-                        spec.cost_of(
-                            usage.prompt_tokens if usage else 0,
-                            usage.completion_tokens if usage else 0,
-                        ),
-                    )
+                    prompt = usage.prompt_tokens if usage else 0
+                    completion = usage.completion_tokens if usage else 0
+                    run.budget.spend(tokens, spec.cost_of(prompt, completion) or 0.0)
                     limiter.concurrency.on_success()
                     return Answer(
                         model=spec.name,

@@ -6,13 +6,14 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from evalflow.clustered import score_figures
+from evalflow.config import ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
@@ -50,20 +51,6 @@ def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
     return frame.sort_values(["model", "index", "epoch"], kind="stable").reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class Prices:
-    """A model's prices, USD per million tokens (None: not known)."""
-
-    price_in: float | None = None
-    price_out: float | None = None
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """What those tokens cost, in USD; NaN unless both prices are known."""
-        if self.price_in is None or self.price_out is None:
-            return math.nan
-        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
-
-
 def scorer_figures(label: str, values: list[Any]) -> dict[str, Any]:
     """A scorer's summary fields: `<label>` (the mean), `<label> stderr`, `<label> ci_low`,
     `<label> ci_high` (95%: Wilson's for true/false scores, Student's t for numbers) and
@@ -87,7 +74,13 @@ def _per_row(answered: pd.DataFrame, column: str) -> list[Any]:
     return list(values.groupby("row_id", sort=False)["value"].mean())
 
 
-def summarize(frame: pd.DataFrame, prices: Mapping[str, Prices] | None = None) -> pd.DataFrame:
+def _cost(spec: ModelSpec | None, prompt_tokens: int, completion_tokens: int) -> float:
+    """What the tokens cost, in USD; NaN unless the model's prices are known."""
+    cost = spec.cost_of(prompt_tokens, completion_tokens) if spec is not None else None
+    return math.nan if cost is None else cost
+
+
+def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None) -> pd.DataFrame:
     """Per model: rows, answered, errors, tokens, mean latency, cost (USD, when the model's
     prices are known; failed rows' tokens count, they were paid), and per scorer its mean,
     standard error, 95% interval and n. Errors (infrastructure failures) stay out of the
@@ -107,7 +100,7 @@ def summarize(frame: pd.DataFrame, prices: Mapping[str, Prices] | None = None) -
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "mean_latency_s": float(ok["latency_s"].mean()) if len(ok) else math.nan,
-            "cost": (prices or {}).get(str(model), Prices()).cost(prompt_tokens, completion_tokens),
+            "cost": _cost((specs or {}).get(str(model)), prompt_tokens, completion_tokens),
         }
         for col in score_cols:
             entry.update(scorer_figures(col.removeprefix("score:"), _per_row(ok, col)))

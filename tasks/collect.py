@@ -15,7 +15,7 @@ from evalflow.history import append_records, make_records
 from evalflow.inference import Answer
 from evalflow.judge import Judgement
 from evalflow.plan import RunPlan
-from evalflow.results import Prices, collect, save_run, summarize
+from evalflow.results import collect, save_run, summarize
 from evalflow.run_context import RunContext
 from evalflow.scorers import score_rows
 from evalflow.tables import markdown
@@ -30,8 +30,7 @@ def collect_results(
     (Python scorers too), a summary per model; saved in the run's folder (results.parquet,
     summary.json)."""
     frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers), judgements)
-    prices = {s.name: Prices(s.price_in, s.price_out) for s in plan.specs}
-    summary = summarize(frame, prices)
+    summary = summarize(frame, {s.name: s for s in plan.specs})
     meta = {
         "run_id": run.run_id,
         "complete": run.budget.exceeded() is None,
