@@ -50,32 +50,11 @@ def free_port() -> int:
 
 def start_endpoint(kind: str, key: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    common = ["--port", str(port), "--answer-key", str(key), "--latency-ms", str(latency_ms)]
     if kind == "simulated":
-        command = [
-            "-m",
-            "evalflow.cli",
-            "serve",
-            "sim",
-            "--port",
-            str(port),
-            "--answer-key",
-            str(key),
-            "--latency-ms",
-            str(latency_ms),
-            "--jitter-ms",
-            "50",
-        ]
+        command = ["-m", "evalflow.cli", "serve", "sim", *common, "--jitter-ms", "50"]
     else:
-        command = [
-            "-m",
-            "bench.plain_endpoint",
-            "--port",
-            str(port),
-            "--answer-key",
-            str(key),
-            "--latency-ms",
-            str(latency_ms),
-        ]
+        command = ["-m", "bench.plain_endpoint", *common]
     proc = subprocess.Popen(
         [sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
