@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -236,6 +237,18 @@ def _start_prefect_early() -> threading.Thread | None:
     return thread
 
 
+@contextlib.contextmanager
+def _prefect_api(api_url: str | None) -> Iterator[None]:
+    """Prefect's client uses `api_url` in the body (nothing changes when it is None)."""
+    if api_url is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
+
+
 @app.command("run")
 def run(
     suite: Annotated[str, typer.Argument(help="suite name (evals/<name>.yaml) or a YAML path")],
@@ -282,6 +295,7 @@ def run(
     from evalflow.preflight import check_endpoints
     from evalflow.run_context import RunWatch, watching
     from evalflow.targets import Target
+    from evalflow.temporary_server import ready_server, start_temporary_server
 
     request: dict[str, Any] = {
         "suite": suite,
@@ -300,24 +314,26 @@ def run(
         "leaderboard": leaderboard,
         "epochs": epochs,
     }
+    _use_running_stack()
+    server = start_temporary_server()  # first: it starts while this process works
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
-    _use_running_stack()
     _quiet_prefect(verbose)
-    prefect_starting = _start_prefect_early()
+    prefect_starting = _start_prefect_early() if server is None else None
     check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
     make_flows_importable()
     from flows.evaluate import evaluate
 
     if prefect_starting is not None:
         prefect_starting.join()
+    api_url = ready_server(server).api_url if server is not None else None
 
     outcome: dict[str, object] = {}
     watcher = RunWatch()
 
     def target() -> None:
         try:
-            with watching(watcher):
+            with watching(watcher), _prefect_api(api_url):
                 outcome["result"] = evaluate(**request)
         except BaseException as exc:  # re-raised in the main thread
             outcome["error"] = exc

@@ -249,3 +249,38 @@ def test_prefect_renamed_registry_is_noticed_and_nothing_read(
     ]
     with pytest.warns(RuntimeWarning, match="temporary servers"):
         assert prefect_patch.temporary_servers() == []
+
+
+def test_the_temporary_server_command_is_prefects_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """evalflow starts Prefect's temporary server itself, early (evalflow/temporary_server.py):
+    with the very command and settings prefect's SubprocessASGIServer would use."""
+    from prefect.server.api import server
+
+    from evalflow.patches import prefect as prefect_patch
+
+    seen: dict[str, Any] = {}
+
+    def popen(args: list[str], env: dict[str, str], **_: Any) -> None:
+        seen.update(args=args, env=env)
+
+    monkeypatch.setattr(server.subprocess, "Popen", popen)
+    monkeypatch.setattr(server.SubprocessASGIServer, "_instances", {})
+    server.SubprocessASGIServer(port=8123)._run_uvicorn_command()
+    ours = prefect_patch.temporary_server_command(8123)
+    assert ours is not None
+    assert seen["args"] == [sys.executable, *ours]
+    assert {k: seen["env"][k] for k in prefect_patch.SERVER_SETTINGS} == (
+        prefect_patch.SERVER_SETTINGS
+    )
+
+
+def test_outside_the_verified_prefect_the_temporary_server_is_prefects_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evalflow.patches import _gate
+    from evalflow.patches import prefect as prefect_patch
+
+    monkeypatch.setattr(_gate, "_warned", set())
+    monkeypatch.setattr(prefect_patch, "VERIFIED", ">=99")
+    with pytest.warns(RuntimeWarning, match="temporary server started by evalflow"):
+        assert prefect_patch.temporary_server_command(8123) is None

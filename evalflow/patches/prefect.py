@@ -10,7 +10,9 @@ handler prefect registered for each server still stops it when shutdown runs the
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
 from typing import Any
 
 from evalflow.patches._gate import stand_aside, version_problem
@@ -48,3 +50,42 @@ def temporary_servers() -> list[Any]:
         stand_aside(PATCH, problems)
         return []
     return list(module.SubprocessASGIServer._instances.values())
+
+
+SERVER_PATCH = "prefect: temporary server started by evalflow"
+APP_FACTORY = "prefect.server.api.server:create_app"
+# The settings prefect gives its temporary server's process (UI off, the ephemeral app).
+SERVER_SETTINGS = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+
+
+def temporary_server_command(port: int) -> list[str] | None:
+    """The arguments (after the Python executable) with which prefect itself starts its
+    temporary API server on `port` (`SubprocessASGIServer._run_uvicorn_command`: uvicorn over
+    prefect's app factory), to be run with SERVER_SETTINGS; None outside the verified versions.
+    Found without importing prefect (its import is what the early start overlaps)."""
+    problem = version_problem(DISTRIBUTION, VERIFIED)
+    spec = importlib.util.find_spec("prefect")
+    if problem or spec is None or spec.origin is None:
+        stand_aside(SERVER_PATCH, [problem or "prefect is not importable"])
+        return None
+    app_dir = Path(spec.origin).parent.parent  # prefect.__module_path__.parent
+    return [
+        "-m",
+        "uvicorn",
+        "--app-dir",
+        str(app_dir),
+        "--factory",
+        APP_FACTORY,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+        "--lifespan",
+        "on",
+    ]
