@@ -6,8 +6,8 @@
 The kind of server whose CPU competes with the client on one machine, as a user's local
 llama.cpp or vLLM does (unlike the simulated endpoint, which is asyncio in one thread). It
 counts what it answered at `GET /_stats` (`answered`, `answering_seconds` from the first answer
-to the last, `first_answer_after_s` since the last reset) and zeroes them at
-`POST /_stats/reset`.
+to the last, `first_request_after_s` and `first_answer_after_s` since the last reset) and
+zeroes them at `POST /_stats/reset`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,14 @@ class Counts:
 
     def reset(self) -> None:
         self.answered = 0
+        self.first_request = 0.0
         self.first = 0.0
         self.last = 0.0
         self.reset_at = time.monotonic()
+
+    def request(self) -> None:
+        with self.lock:
+            self.first_request = self.first_request or time.monotonic()
 
     def answer(self) -> None:
         with self.lock:
@@ -45,6 +50,9 @@ class Counts:
                 "answered": self.answered,
                 "answering_seconds": self.last - self.first,
                 "first_answer_after_s": self.first - self.reset_at if self.first else None,
+                "first_request_after_s": (
+                    self.first_request - self.reset_at if self.first_request else None
+                ),
             }
 
 
@@ -77,6 +85,7 @@ def handler(key: dict[str, str], latency_s: float, counts: Counts) -> type[BaseH
                 counts.reset()
                 self._send({})
                 return
+            counts.request()
             body = json.loads(raw)
             question = str(body["messages"][-1]["content"]).strip()
             time.sleep(latency_s)

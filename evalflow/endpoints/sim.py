@@ -120,6 +120,7 @@ class SimServer:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.started = time.monotonic()
+        self.first_request = 0.0
         self.first_answer = 0.0
         self.last_answer = 0.0
         self.peak_in_flight = self.in_flight
@@ -137,6 +138,9 @@ class SimServer:
             "answering_seconds": self.last_answer - self.first_answer,
             "first_answer_after_s": (
                 self.first_answer - self.started if self.first_answer else None
+            ),
+            "first_request_after_s": (
+                self.first_request - self.started if self.first_request else None
             ),
             "peak_in_flight": self.peak_in_flight,
             "projects": dict(self.projects),
@@ -204,6 +208,7 @@ class SimServer:
         return wait
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.first_request = self.first_request or time.monotonic()
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
