@@ -318,6 +318,33 @@ def test_the_temporary_prefect_server_keeps_its_database_under_evalflow_home(
     assert (stopped_run.home / "prefect" / "temporary-server.db").stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_temporary_prefect_server(
+    tmp_path: Path, sim_server: SimEndpoint
+) -> None:
+    """SIGKILL gives evalflow no chance to stop anything: the temporary Prefect server it
+    started ends with it all the same (the kernel's parent-death signal)."""
+    rows = questions(40)
+    sim_server.configure(answer_key=answer_key(rows), latency_ms=400)
+    evals = write_suite(tmp_path / "evals", "slow", rows, sim_server.base_url, {"oracle": {}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(EVALFLOW_HOME=str(tmp_path / "home"), EVALFLOW_EVALS_DIR=str(evals))
+    command = [sys.executable, "-m", "evalflow.cli", "run", "slow", "--concurrency", "4"]
+    log = tmp_path / "run.log"
+    proc = start(command, log, env)
+    children: dict[int, str] = {}
+    try:
+        wait_for(lambda: sim_server.stats()["total"] >= 4, 240, "the run sent no request", log)
+        children = descendants(proc.pid)
+        assert any("uvicorn" in command_line(pid) for pid in children), children
+        proc.kill()
+        proc.wait(timeout=30)
+        assert wait_until_gone(children, timeout=10) == {}
+    finally:
+        kill_all(children)
+        sim_server.configure(latency_ms=0)
+
+
 # --- Prefect's home: the user's choice first, and `evalflow up` apart ------------------------
 
 
