@@ -227,6 +227,18 @@ def test_of_two_processes_racing_for_a_lease_exactly_one_wins(s3_storage: str) -
     assert sorted(outcome) == ["held"] + ["refused"] * 7
 
 
+def test_a_renewed_lease_outlives_its_ttl_and_is_free_once_given_up(s3_storage: str) -> None:
+    where = runs_root() / "renewed" / "run.lease"
+    assert isinstance(where, Remote)
+    with hold_lease(where, RunInProgressError, ttl=2):
+        time.sleep(3)  # past the first expiry: renewed meanwhile
+        with pytest.raises(RunInProgressError), hold_lease(where, RunInProgressError, ttl=2):
+            pass
+    started = time.monotonic()
+    with hold_lease(where, RunInProgressError, ttl=2):
+        assert time.monotonic() - started < 1  # given up: taken at once, not after the TTL
+
+
 def test_a_holder_that_stalls_past_its_lease_learns_it_lost_it(s3_storage: str) -> None:
     where = runs_root() / "stalled" / "run.lease"
     assert isinstance(where, Remote)
