@@ -317,3 +317,19 @@ def test_an_unreachable_store_is_named_in_seconds_and_sends_nothing(
     assert len(lines) == 1 and "EVALFLOW_STORAGE=s3://bucket/runs cannot be used" in lines[0]
     assert "Traceback" not in out.stderr and SECRET not in out.stderr + out.stdout
     assert sim.stats()["total"] == 0
+
+
+def test_a_shared_local_folder_holds_the_runs_and_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalflow.runs import run_lock
+    from evalflow.storage import history_root
+
+    shared = tmp_path / "nfs"
+    monkeypatch.setenv("EVALFLOW_STORAGE", f"file://{shared}")
+    assert runs_root() == shared and history_root() == shared / "_history"
+    with run_lock("local-run"):  # the OS lock, in the shared folder
+        assert (shared / "local-run" / "run.lock").is_file()
+        refused = pytest.raises(RunInProgressError, match="local-run is already running")
+        with refused, run_lock("local-run"):
+            pass
