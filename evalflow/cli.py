@@ -493,7 +493,8 @@ def history(
     ] = None,
 ) -> None:
     """The suite's finished full evaluations, oldest first: per model and run, each scorer's
-    mean [95% interval] n, tokens, latency, cost (EVALFLOW_HOME/history)."""
+    mean [95% interval] n, tokens, latency, cost (EVALFLOW_HOME/history, or
+    EVALFLOW_STORAGE/_history when set)."""
     import json
 
     from evalflow.history import read_history

@@ -15,6 +15,7 @@ ties and losses, and the rows whose score changed (for true/false scores, the fl
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import pandas as pd
 from evalflow.errors import ConfigError, RunNotFoundError
 from evalflow.runs import run_path
 from evalflow.stats import compare_paired, holm_adjusted
+from evalflow.storage import read_bytes
 
 SCORE = "score:"
 
@@ -55,13 +57,15 @@ def parse_side(text: str) -> tuple[str, str | None]:
 
 def _run_files(run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
     folder = run_path(run_id)
-    results, summary = folder / "results.parquet", folder / "summary.json"
-    if not results.is_file() or not summary.is_file():
+    try:
+        summary = read_bytes(folder / "summary.json")
+        results = read_bytes(folder / "results.parquet")
+    except FileNotFoundError:
         raise RunNotFoundError(
             f"run {run_id}: no saved results in {folder} (did it finish? `evalflow run` "
             f"prints the run id of each run)"
-        )
-    return json.loads(summary.read_text(encoding="utf-8")), pd.read_parquet(results)
+        ) from None
+    return json.loads(summary), pd.read_parquet(io.BytesIO(results))
 
 
 def load_side(run_id: str, model: str) -> Side:

@@ -380,11 +380,12 @@ def _saved_summary(run_id: str | None, model: str) -> dict[str, Any]:
     """The model's entry in the run's saved summary.json, when the run is here."""
     if run_id is None:
         return {}
-    from evalflow.runs import run_dir
+    from evalflow.runs import run_path
+    from evalflow.storage import read_bytes
 
     try:
-        path = run_dir(run_id) / "summary.json"
-        entries = json.loads(path.read_text(encoding="utf-8")).get("summary", [])
+        path = run_path(run_id) / "summary.json"
+        entries = json.loads(read_bytes(path)).get("summary", [])
     except Exception:  # not here (another machine, or W&B): no interval from it
         return {}
     return next((e for e in entries if e.get("model") == model), {})

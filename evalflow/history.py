@@ -1,5 +1,6 @@
 """The history of finished evaluations: one record per (full run, model), kept under
-EVALFLOW_HOME/history/<suite>/ and read with pandas as one table.
+EVALFLOW_HOME/history/<suite>/ (or EVALFLOW_STORAGE/_history/<suite>/ when run storage is
+shared: evalflow/storage.py) and read with pandas as one table.
 
 Each record is its own small Parquet file, `<run id>--<model>.parquet`, written whole or not at
 all (runs.write_atomic): two processes appending at once never touch the same file, and a run
@@ -17,7 +18,6 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,10 +25,9 @@ import pandas as pd
 from evalflow.config import ModelSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import HistoryError
-from evalflow.home import evalflow_home_path, home_dir
 from evalflow.runs import safe_name, write_atomic
+from evalflow.storage import Location, history_root, listing, make_folder, read_all
 
-FOLDER = "history"
 FIELDS = (
     "suite",
     "suite_digest",
@@ -73,9 +72,9 @@ def model_digest(spec: ModelSpec) -> str:
     return _digest({"model": spec.model, "endpoint": spec.endpoint, "generation": generation})
 
 
-def history_dir(suite: str) -> Path:
-    """The suite's history folder (created)."""
-    return home_dir(FOLDER, safe_name(suite, 80))
+def history_dir(suite: str) -> Location:
+    """The suite's history folder (created, when local)."""
+    return make_folder(history_root() / safe_name(suite, 80))
 
 
 def make_records(
@@ -115,12 +114,12 @@ def make_records(
     return records
 
 
-def _record_path(record: dict[str, Any]) -> Path:
+def _record_path(record: dict[str, Any]) -> Location:
     name = f"{record['run_id']}--{safe_name(str(record['model']), 80)}.parquet"
     return history_dir(str(record["suite"])) / name
 
 
-def append_records(records: Sequence[dict[str, Any]]) -> list[Path]:
+def append_records(records: Sequence[dict[str, Any]]) -> list[Location]:
     """Write each record as its own Parquet file (replacing the run's earlier record of the
     same model)."""
     paths = []
@@ -136,11 +135,12 @@ def append_records(records: Sequence[dict[str, Any]]) -> list[Path]:
 def read_history(suite: str, model: str | None = None) -> pd.DataFrame:
     """The suite's history as one table, oldest first (empty, with the record's columns, when
     nothing was recorded yet)."""
-    folder = evalflow_home_path() / FOLDER / safe_name(suite, 80)
+    found = listing(history_root() / safe_name(suite, 80), "*.parquet")
+    data = read_all(found)
     frames = []
-    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+    for path in (str(entry.where) for entry in found):
         try:
-            frames.append(pd.read_parquet(path))
+            frames.append(pd.read_parquet(io.BytesIO(data[path])))
         except Exception as exc:  # a damaged record: say which, never skip it silently
             raise HistoryError(
                 f"{path}: cannot read this history record ({type(exc).__name__}: {exc}); "

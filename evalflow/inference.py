@@ -32,6 +32,7 @@ from evalflow.limiter import EndpointLimiter, Slot, estimate_tokens, limiter_for
 from evalflow.patches.openai import skip_plain_chat_transform
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
 from evalflow.run_context import RunContext
+from evalflow.storage import Location, Remote, SegmentLog
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
 __all__ = [
@@ -67,18 +68,21 @@ class Answer:
 
 class Journal:
     """Answers saved as they arrive (JSON lines), keyed by the digest of the request that was
-    sent, so a run started again reuses an answer only for the identical request."""
+    sent, so a run started again reuses an answer only for the identical request. On local
+    storage one file, appended and flushed per answer; on remote storage (no append) a folder
+    of small objects, one per batch of answers (storage.SegmentLog)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Location) -> None:
         self.path = path
         self._handle: BinaryIO | None = None
+        self._segments = SegmentLog(path) if isinstance(path, Remote) else None
 
     def load(self) -> dict[str, Answer]:
         """Every complete line's answer by request digest (a line cut by a crash or a full
         disk is skipped; a later answer to the same request wins)."""
         answers: dict[str, Answer] = {}
         try:
-            data = self.path.read_bytes()
+            data = self._segments.read() if self._segments else self._local().read_bytes()
         except FileNotFoundError:
             return answers
         except OSError as exc:
@@ -92,9 +96,14 @@ class Journal:
                 answers[answer.request] = answer
         return answers
 
+    def _local(self) -> Path:
+        assert isinstance(self.path, Path)
+        return self.path
+
     def _open(self) -> BinaryIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+b")
+        path = self._local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+b")
         size = handle.seek(0, os.SEEK_END)
         if size:
             handle.seek(size - 1)
@@ -106,6 +115,9 @@ class Journal:
         """Write and flush the answers: a crash after this keeps them. A failed write (disk
         full, read-only) is a StorageError: the run must stop, as no answer could be kept."""
         data = "".join(json.dumps(asdict(a)) + "\n" for a in answers).encode()
+        if self._segments is not None:  # written by its thread, within a fraction of a second
+            self._segments.append(data)
+            return
         try:
             if self._handle is None:
                 self._handle = self._open()
@@ -120,6 +132,9 @@ class Journal:
             ) from None
 
     def close(self) -> None:
+        """Close the file, or write the answers still buffered (StorageError if it fails)."""
+        if self._segments is not None:
+            self._segments.close()
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()

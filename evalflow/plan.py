@@ -16,6 +16,7 @@ from evalflow.dataset import Row, load_rows
 from evalflow.errors import ConfigError
 from evalflow.prompting import check_prompt
 from evalflow.runs import RunParameters, load_parameters, make_run_id, same_definition
+from evalflow.storage import check_storage
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
 
@@ -183,6 +184,7 @@ def plan_run(request: RunRequest) -> RunPlan:
             )
         run_id = request.retry_errors_of
     full = parameters.dataset is None and (parameters.limit is None or len(rows) < parameters.limit)
+    check_storage()  # EVALFLOW_STORAGE malformed or unreachable: said now, nothing sent
     return RunPlan(run_id, request, parameters, suite, specs, rows, full, judges)
 
 

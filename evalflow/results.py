@@ -7,7 +7,6 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,6 +18,7 @@ from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
 from evalflow.runs import run_dir, run_path, write_atomic
 from evalflow.stats import describe
+from evalflow.storage import Location, read_bytes
 
 COLUMNS = [
     "model",
@@ -109,7 +109,9 @@ def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None)
     return pd.DataFrame(out)
 
 
-def save_run(run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict[str, Any]) -> Path:
+def save_run(
+    run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict[str, Any]
+) -> Location:
     """Write results.parquet and summary.json under runs/<run id>/, atomically (a half-written
     file is never presented as whole)."""
     folder = run_dir(run_id)
@@ -125,9 +127,12 @@ def failed_rows(run_id: str, wrong: bool = True) -> list[dict[str, Any]]:
     """A run's rows that failed (error class and message) and, if `wrong`, those a scorer
     marked wrong (which scorers), with input, target and output."""
     path = run_path(run_id) / "results.parquet"
-    if not path.is_file():
-        raise RunNotFoundError(f"run {run_id}: no results in {path.parent} (did it finish?)")
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(io.BytesIO(read_bytes(path)))
+    except FileNotFoundError:
+        raise RunNotFoundError(
+            f"run {run_id}: no results in {path.parent} (did it finish?)"
+        ) from None
     score_cols = [c for c in frame.columns if c.startswith("score:")]
     out = []
     for record in frame.to_dict("records"):

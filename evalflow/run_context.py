@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from evalflow.budget import RunBudget
 from evalflow.errors import BudgetExceededError
 from evalflow.plan import RunPlan
 from evalflow.progress import Progress
 from evalflow.runs import run_dir, run_lock, safe_name, save_parameters
+from evalflow.storage import Location
 
 
 @dataclass
@@ -32,7 +32,7 @@ class RunContext:
     fresh: bool = False  # answers in the journal are not reused
 
     @property
-    def folder(self) -> Path:
+    def folder(self) -> Location:
         return run_dir(self.run_id)
 
     def stop_if_over_budget(self) -> None:
@@ -44,11 +44,11 @@ class RunContext:
                 f"same command again (with a larger budget) to finish only the missing rows."
             )
 
-    def journal_path(self, model: str, chunk_no: int) -> Path:
+    def journal_path(self, model: str, chunk_no: int) -> Location:
         """Where a model's answers to a chunk are saved (any model name stays inside)."""
         return self.folder / "answers" / safe_name(model) / f"{chunk_no}.jsonl"
 
-    def judgement_path(self, scorer: str, model: str, chunk_no: int) -> Path:
+    def judgement_path(self, scorer: str, model: str, chunk_no: int) -> Location:
         """Where a judge scorer's gradings of a model's answers to a chunk are saved."""
         return (
             self.folder / "judgements" / safe_name(scorer) / safe_name(model) / f"{chunk_no}.jsonl"
@@ -81,7 +81,7 @@ def open_run(plan: RunPlan) -> Iterator[RunContext]:
     budget and progress. On a failure the budget halts: the run's chunks start nothing more."""
     request = plan.request
     total = len(plan.rows) * len(plan.specs) * plan.suite.epochs
-    with run_lock(plan.run_id):
+    with run_lock(plan.run_id) as hold:
         save_parameters(plan.run_id, plan.parameters)
         run = RunContext(
             plan.run_id,
@@ -89,6 +89,7 @@ def open_run(plan: RunPlan) -> Iterator[RunContext]:
             Progress(total=total),
             request.fresh,
         )
+        hold.on_lost = run.budget.halt  # another process took the run over: send nothing more
         if (watcher := _WATCH.get()) is not None:
             watcher.run = run
         try:

@@ -6,12 +6,12 @@ its saved answers. The day is today's (UTC) unless `EVALFLOW_RUN_DAY` (YYYYMMDD)
 tests and replays make distinct nights with it. Which answers it reuses is decided row by row,
 by the request each row sends (evalflow/inference.py, request_digest): an edited row is asked
 again.
-Every path made from a name (a run id, a model name) stays inside EVALFLOW_HOME.
+Every path made from a name (a run id, a model name) stays inside the runs' storage:
+EVALFLOW_HOME/runs, or EVALFLOW_STORAGE (evalflow/storage.py) when set.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -20,19 +20,22 @@ import json
 import os
 import re
 import socket
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from evalflow.errors import ConfigError, RunInProgressError, RunNotFoundError, StorageError
-from evalflow.home import home_dir
+from evalflow import storage
+from evalflow.errors import ConfigError, RunInProgressError, RunNotFoundError
+from evalflow.lease import hold_lease, holder_text
+from evalflow.storage import Location
 
 PARAMETERS = "parameters.json"
 LOCK = "run.lock"
+LEASE = "run.lease"  # the lock's counterpart on remote storage (evalflow/lease.py)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RUN_DAY_ENV = "EVALFLOW_RUN_DAY"
@@ -48,18 +51,17 @@ def safe_name(name: str, limit: int = 40) -> str:
     return f"{cleaned or 'x'}-{digest}"
 
 
-def runs_root() -> Path:
-    return home_dir("runs")
+def runs_root() -> Location:
+    """Where runs live: EVALFLOW_STORAGE when set, else EVALFLOW_HOME/runs."""
+    return storage.runs_root()
 
 
-def run_dir(run_id: str) -> Path:
-    """The run's folder (created), for a run id evalflow made or a user typed."""
-    path = run_path(run_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def run_dir(run_id: str) -> Location:
+    """The run's folder (created, when local), for a run id evalflow made or a user typed."""
+    return storage.make_folder(run_path(run_id))
 
 
-def run_path(run_id: str) -> Path:
+def run_path(run_id: str) -> Location:
     """Where a run id's folder is, checked to be a run id (so it stays inside the home)."""
     if not _RUN_ID.match(run_id) or ".." in run_id:
         raise RunNotFoundError(f"{run_id!r} is not a run id (runs: {_known_runs(run_id)})")
@@ -111,9 +113,9 @@ class RunParameters(BaseModel):
 def _known_runs(asked: str = "") -> str:
     """The runs here, those of the suite `asked` names first, then the newest."""
     suite = asked.rsplit("-", 2)[0]
-    saved = [p.parent for p in runs_root().glob(f"*/{PARAMETERS}")]
-    saved.sort(key=lambda p: (not p.name.startswith(f"{suite}-"), -p.stat().st_mtime))
-    return ", ".join(p.name for p in saved[:10]) or "none yet"
+    saved = [e for e in storage.listing(runs_root(), f"*/{PARAMETERS}")]
+    saved.sort(key=lambda e: (not e.where.parent.name.startswith(f"{suite}-"), -e.modified))
+    return ", ".join(e.where.parent.name for e in saved[:10]) or "none yet"
 
 
 def save_parameters(run_id: str, parameters: RunParameters) -> None:
@@ -123,30 +125,22 @@ def save_parameters(run_id: str, parameters: RunParameters) -> None:
 def load_parameters(run_id: str) -> RunParameters:
     """The parameters a run was started with; a clear error for an unknown run id."""
     path = run_path(run_id) / PARAMETERS
-    if not path.is_file():
-        known = _known_runs(run_id)
-        raise RunNotFoundError(f"no run {run_id!r} under {runs_root()} (runs: {known})")
     try:
-        return RunParameters.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError) as exc:
+        text = storage.read_bytes(path)
+    except FileNotFoundError:
+        known = _known_runs(run_id)
+        raise RunNotFoundError(f"no run {run_id!r} under {runs_root()} (runs: {known})") from None
+    except OSError as exc:
+        raise RunNotFoundError(f"{path}: cannot read the run's parameters ({exc})") from None
+    try:
+        return RunParameters.model_validate_json(text)
+    except ValidationError as exc:
         raise RunNotFoundError(f"{path}: cannot read the run's parameters ({exc})") from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file of this process, then a rename
-    (a second writer never sees, or removes, another's temporary file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{time.monotonic_ns()}.partial")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot write {path} ({exc.strerror}); what was written before is kept. Free "
-            f"space (or make EVALFLOW_HOME writable) and run the same command again"
-        ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+def write_atomic(path: Location, data: bytes) -> None:
+    """Write a file (or object) whole or not at all (evalflow/storage.py, write_bytes)."""
+    storage.write_bytes(path, data)
 
 
 def _holder(path: Path) -> str:
@@ -154,17 +148,57 @@ def _holder(path: Path) -> str:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, json.JSONDecodeError):
         info = {}
-    if not info:
-        return "another process"
-    return f"process {info.get('pid')} on {info.get('host')}, since {info.get('since')}"
+    return holder_text(info)
+
+
+def _refusal(run_id: str, holder: str) -> RunInProgressError:
+    return RunInProgressError(
+        f"run {run_id} is already running ({holder}): nothing was sent. Wait for it to "
+        f"finish; started again then, this run reuses its answers."
+    )
+
+
+@dataclass
+class RunHold:
+    """This process's hold on a run id. On remote storage the lease can be lost (its renewal
+    stalled past its time to live, and another process took the run over): `on_lost` is then
+    called with why."""
+
+    on_lost: Callable[[str], None] | None = None
+
+    def lost(self, reason: str) -> None:
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
 
 @contextmanager
-def run_lock(run_id: str) -> Iterator[None]:
+def run_lock(run_id: str) -> Iterator[RunHold]:
     """Hold the run id for this process while the body runs; a second holder is refused with
-    one line naming the first. The lock is the operating system's (flock): a process that
-    dies releases it."""
-    path = run_dir(run_id) / LOCK
+    one line naming the first. On local storage the lock is the operating system's (flock): a
+    process that dies releases it. On remote storage it is a lease (evalflow/lease.py): one
+    that is not renewed expires, and is then taken over."""
+    folder = run_dir(run_id)
+    if isinstance(folder, storage.Remote):
+        with _leased(run_id, folder / LEASE) as hold:
+            yield hold
+        return
+    with _locked(run_id, folder / LOCK) as hold:
+        yield hold
+
+
+@contextmanager
+def _leased(run_id: str, where: storage.Remote) -> Iterator[RunHold]:
+    hold = RunHold()
+
+    def refused(holder: dict[str, Any]) -> RunInProgressError:
+        return _refusal(run_id, holder_text(holder))
+
+    with hold_lease(where, refused, on_lost=hold.lost):
+        yield hold
+
+
+@contextmanager
+def _locked(run_id: str, path: Path) -> Iterator[RunHold]:
     handle = path.open("a+", encoding="utf-8")
     try:
         try:
@@ -172,16 +206,13 @@ def run_lock(run_id: str) -> Iterator[None]:
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise RunInProgressError(
-                f"run {run_id} is already running ({_holder(path)}): nothing was sent. Wait "
-                f"for it to finish; started again then, this run reuses its answers."
-            ) from None
+            raise _refusal(run_id, _holder(path)) from None
         handle.seek(0)
         handle.truncate()
         since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
         handle.flush()
-        yield
+        yield RunHold()
     finally:
         handle.close()  # releases the lock
 

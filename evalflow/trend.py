@@ -11,11 +11,12 @@ import pandas as pd
 from evalflow.errors import ConfigError, HistoryError
 from evalflow.history import scorer_labels
 from evalflow.runs import write_atomic
+from evalflow.storage import Location
 
 
 def plot_history(
-    table: pd.DataFrame, path: Path, suite: str, scorers: Sequence[str] | None = None
-) -> Path:
+    table: pd.DataFrame, path: Location, suite: str, scorers: Sequence[str] | None = None
+) -> Location:
     """Write a PNG: one panel per scorer (default: every scorer of the history), a line per
     model through its means at the times its evaluations finished (UTC), and a band for each
     mean's 95% interval. Matplotlib's Agg backend: no display needed."""
@@ -31,7 +32,7 @@ def plot_history(
             f"suite {suite}: no finished full evaluation in the history to plot; a full "
             f"`evalflow run {suite}` records one"
         )
-    if not path.parent.is_dir():
+    if isinstance(path, Path) and not path.parent.is_dir():
         raise ConfigError(f"--plot {path}: the folder {path.parent} does not exist")
     when = pd.to_datetime(table["finished"], utc=True).dt.tz_convert(None)
     figure, axes = plt.subplots(
