@@ -101,7 +101,7 @@ def evaluate(
         ]
         board = publish(unwalked(plan), evaluations) if plan.publishes else None
         if not plan.request.publish_leaderboard:
-            leave_entries(unwalked(plan), evaluations)
+            leave_entries(plan, evaluations)
     return {
         "run_id": run.run_id,
         "folder": str(run.folder),
