@@ -22,6 +22,8 @@ without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it t
   + ChunkFailedError - a chunk took the run past its error budget (its task fails)
   + HistoryError - the evaluations' history cannot be read, or holds nothing to show
   + AlertSetupError - the regression alert (webhook block, automation) cannot be set up
+  + EvaluationsFailedError - some of the nightly's evaluations failed after their retries
+  + LostRunSetupError - the lost-run automation cannot be set up on the Prefect server
 """
 
 from __future__ import annotations
@@ -116,3 +118,13 @@ class HistoryError(EvalflowError):
 class AlertSetupError(EvalflowError):
     """The regression alert (its webhook notification block and automation) cannot be set up:
     no Prefect server, a webhook that is not an http(s) URL, or a server that refused it."""
+
+
+class EvaluationsFailedError(EvalflowError):
+    """Some of the nightly's (suite, model) evaluations failed after their retries; the
+    message names each, the others completed."""
+
+
+class LostRunSetupError(EvalflowError):
+    """The automation that marks flow runs whose heartbeats stopped as crashed cannot be set
+    up: no Prefect server, or a server that refused it."""

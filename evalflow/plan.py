@@ -39,6 +39,7 @@ class RunRequest(BaseModel):
     retry_errors_of: str | None = None
     fresh: bool = False
     leaderboard: bool = False
+    publish_leaderboard: bool = True
     epochs: int | None = Field(None, ge=1, le=100)
 
 
@@ -56,8 +57,15 @@ class RunPlan:
     judges: dict[str, ModelSpec] = field(default_factory=dict)  # judge scorer label -> model
 
     @property
-    def publishes(self) -> bool:
+    def leaderboard_entry(self) -> bool:
+        """Whether the run's evaluations belong on the suite's leaderboard."""
         return self.full or self.request.leaderboard
+
+    @property
+    def publishes(self) -> bool:
+        """Whether the run publishes the leaderboard itself (the nightly's children leave it
+        to the nightly, which publishes each suite once)."""
+        return self.leaderboard_entry and self.request.publish_leaderboard
 
     @property
     def endpoint_specs(self) -> list[ModelSpec]:

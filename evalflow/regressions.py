@@ -165,16 +165,35 @@ def judge(changes: Sequence[Change], alpha: float = 0.05, min_effect: float = 0.
             change.verdict = NO_CHANGE
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """One evaluation of the night: a suite's run of all its models (model None), or one
+    (suite, model)'s run when the nightly fans out; run_id None when it failed."""
+
+    suite: str
+    run_id: str | None
+    model: str | None = None
+
+
 def compare_night(
-    runs: Mapping[str, str | None], alpha: float = 0.05, min_effect: float = 0.0
+    runs: Mapping[str, str | None] | Sequence[Evaluated],
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
 ) -> Night:
-    """The night's report from its runs (suite -> run id, None when the suite failed)."""
+    """The night's report from its runs: suite -> run id (None when the suite failed), or the
+    night's evaluations, one per (suite, model) when the nightly fans out."""
     night = Night(alpha=alpha, min_effect=min_effect)
-    for suite, run_id in runs.items():
-        if run_id is None:
-            night.not_compared.append(NotCompared(suite, None, "the suite's evaluation failed"))
+    evaluated = (
+        [Evaluated(suite, run_id) for suite, run_id in runs.items()]
+        if isinstance(runs, Mapping)
+        else list(runs)
+    )
+    for entry in evaluated:
+        if entry.run_id is None:
+            what = "its evaluation failed" if entry.model else "the suite's evaluation failed"
+            night.not_compared.append(NotCompared(entry.suite, entry.model, what))
             continue
-        changes, skipped = compare_with_previous(suite, run_id)
+        changes, skipped = compare_with_previous(entry.suite, entry.run_id)
         night.changes += changes
         night.not_compared += skipped
     judge(night.changes, alpha, min_effect)

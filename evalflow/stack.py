@@ -1,8 +1,9 @@
 """`evalflow up`: the whole local stack in one command, and `evalflow down`.
 
 A Prefect server (state under EVALFLOW_HOME/prefect), the `evalflow` process work pool, the
-deployments of prefect.yaml, a worker, and the local LLM (whose URL the worker's flows use);
-with an alert webhook set (evalflow/alerts.py), the regression alert's block and automation.
+deployments of prefect.yaml, the lost-run automation (evalflow/lost_runs.py), a worker, and
+the local LLM (whose URL the worker's flows use); with an alert webhook set
+(evalflow/alerts.py), the regression alert's block and automation.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def up(port: int = 4200, llm_port: int = 8000, detach: bool = False) -> Stack:
         if stack.prefect("work-pool", "inspect", POOL, check=False).returncode != 0:
             stack.prefect("work-pool", "create", POOL, "--type", "process")
         stack.prefect("--no-prompt", "deploy", "--all")
+        stack_lost_runs(stack)
         stack.alerts = stack_alerts(stack)
         llm, llm_url = start_llm_process(port=llm_port, die_with_parent=not detach)
         stack.processes.append(llm)
@@ -123,6 +125,17 @@ def up(port: int = 4200, llm_port: int = 8000, detach: bool = False) -> Stack:
         )
     )
     return stack
+
+
+def stack_lost_runs(stack: Stack) -> None:
+    """The automation that marks a flow run whose heartbeats stopped crashed, on the stack's
+    server (created or updated)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from evalflow.lost_runs import setup_lost_runs
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        setup_lost_runs()
 
 
 def stack_alerts(stack: Stack) -> Alerts | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 from evalflow.errors import WeaveStoreError
@@ -17,6 +18,7 @@ from evalflow.patches.weave import (
 
 DEFAULT_PROJECT = "local/evalflow"
 PROJECT_ENV = "EVALFLOW_WEAVE_PROJECT"
+WEAVE_STORE_ENV = "EVALFLOW_WEAVE_STORE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _lock = threading.Lock()
 _current: tuple[str, Any] | None = None
@@ -71,6 +73,18 @@ def init_weave(project: str | None = None) -> Any:
         return client
 
 
+def weave_store_folder() -> Path:
+    """The local Weave store's folder (one SQLite file per project): EVALFLOW_WEAVE_STORE, else
+    EVALFLOW_HOME/weave. Processes on one machine with homes of their own (workers) share it
+    by naming one folder."""
+    chosen = os.environ.get(WEAVE_STORE_ENV, "").strip()
+    if not chosen:
+        return home_dir("weave")
+    folder = Path(chosen).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _local_client(project: str) -> Any:
     from weave.integrations.patch import implicit_patch, register_import_hook
     from weave.trace.context.weave_client_context import set_weave_client_global
@@ -79,11 +93,11 @@ def _local_client(project: str) -> Any:
     from evalflow.weave_local.server import LocalTraceServer
 
     try:
-        folder = home_dir("weave")
+        folder = weave_store_folder()
     except OSError as exc:
         raise WeaveStoreError(
-            f"Weave store folder under EVALFLOW_HOME: cannot create it ({exc}); set "
-            f"EVALFLOW_HOME to a writable folder"
+            f"Weave store folder: cannot create it ({exc}); set {WEAVE_STORE_ENV} (or "
+            f"EVALFLOW_HOME) to a writable folder"
         ) from None
     # An unusable file (a directory, not a database, damaged) raises WeaveStoreError naming it.
     server = LocalTraceServer(folder / f"{project}.sqlite")

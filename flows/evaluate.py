@@ -18,7 +18,7 @@ from evalflow.weave_setup import init_weave
 from tasks.collect import collect_results
 from tasks.evaluation import weave_evaluation
 from tasks.inference import answer_rows
-from tasks.leaderboard import publish
+from tasks.leaderboard import leave_entries, publish
 from tasks.plan import plan_evaluation
 from tasks.unwalked import unwalked
 
@@ -75,6 +75,14 @@ def evaluate(
     epochs: Annotated[
         int | None, Field(ge=1, le=100, description="times each row is asked; default: the suite's")
     ] = None,
+    publish_leaderboard: Annotated[
+        bool,
+        Field(
+            description="publish the suite's leaderboard at the end; off: the run's entries "
+            "are left in its artifact `leaderboard-entries` for the caller to publish (the "
+            "nightly publishes each suite once after all its evaluations)"
+        ),
+    ] = True,
 ) -> dict[str, Any]:
     """Evaluate models on a suite: answer every row, save and score the answers, record a
     Weave evaluation per model, and publish the suite's leaderboard (full runs only)."""
@@ -92,6 +100,8 @@ def evaluate(
             for spec in plan.specs
         ]
         board = publish(unwalked(plan), evaluations) if plan.publishes else None
+        if not plan.request.publish_leaderboard:
+            leave_entries(plan, evaluations)
     return {
         "run_id": run.run_id,
         "folder": str(run.folder),

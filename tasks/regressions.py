@@ -3,7 +3,7 @@ the flow run's "what-changed" artifact."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -11,17 +11,26 @@ from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
 from evalflow.history import history_dir, read_history
-from evalflow.regressions import Night, compare_night, event_of, headline, what_changed_markdown
+from evalflow.regressions import (
+    Evaluated,
+    Night,
+    compare_night,
+    event_of,
+    headline,
+    what_changed_markdown,
+)
 from evalflow.trend import plot_history
 
 ARTIFACT_KEY = "what-changed"
 
 
 @task(name="what-changed", cache_policy=NONE)
-def detect_changes(runs: Mapping[str, str | None], alpha: float, min_effect: float) -> Night:
-    """Compare each suite's run of tonight with the previous evaluations (Holm over all) and
-    emit `evalflow.regression.detected` / `evalflow.improvement.detected` for each significant
-    change."""
+def detect_changes(
+    runs: Mapping[str, str | None] | Sequence[Evaluated], alpha: float, min_effect: float
+) -> Night:
+    """Compare each suite's (or each (suite, model)'s) run of tonight with the previous
+    evaluations (Holm over all) and emit `evalflow.regression.detected` /
+    `evalflow.improvement.detected` for each significant change."""
     logger = get_run_logger()
     night = compare_night(runs, alpha, min_effect)
     for change in night.regressions + night.improvements:

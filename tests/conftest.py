@@ -152,7 +152,18 @@ def s3_storage(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-SLOW_FIXTURES = {"prefect_server", "llm_url"}
+@pytest.fixture(scope="session")
+def prefect_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Prefect server of its own (`prefect server start`) on PostgreSQL 15, started in a
+    temporary directory (as the `postgres` user when run as root); on SQLite, saying so, when
+    PostgreSQL cannot start here. Yields tests.servers.PrefectServer (api_url, database)."""
+    from tests.servers import prefect_on_postgres
+
+    with prefect_on_postgres(tmp_path_factory.mktemp("prefect-postgres")) as server:
+        yield server
+
+
+SLOW_FIXTURES = {"prefect_server", "llm_url", "prefect_postgres"}
 # Modules whose tests start the local LLM (through evalflow) or a browser.
 SLOW_MODULES = {"test_local_llm", "test_ui"}
 _PROCESS_NAMES = {"subprocess", "Popen"}

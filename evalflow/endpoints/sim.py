@@ -124,6 +124,8 @@ class SimServer:
         self.first_answer = 0.0
         self.last_answer = 0.0
         self.peak_in_flight = self.in_flight
+        self.answered: Counter[tuple[str, str]] = Counter()  # 200s per (model, prompt)
+        self.answer_span: dict[str, tuple[float, float]] = {}  # model -> first, last answer
 
     def stats(self) -> dict[str, Any]:
         by_status: Counter[str] = Counter()
@@ -144,6 +146,10 @@ class SimServer:
             ),
             "peak_in_flight": self.peak_in_flight,
             "projects": dict(self.projects),
+            # per model: seconds from its first answer to its last
+            "answering_seconds_by_model": {m: b - a for m, (a, b) in self.answer_span.items()},
+            # answers to a (model, prompt) already answered since the reset (paid twice)
+            "repeated": sum(n - 1 for n in self.answered.values() if n > 1),
         }
 
     def answer(self, model: str, prompt: str) -> str:
@@ -316,6 +322,9 @@ class SimServer:
         self.by_model[model]["200"] += 1
         self.first_answer = self.first_answer or time.monotonic()
         self.last_answer = time.monotonic()
+        self.answered[(model, prompt)] += 1
+        first = self.answer_span.get(model, (self.last_answer, 0.0))[0]
+        self.answer_span[model] = (first, self.last_answer)
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
         payload = {
