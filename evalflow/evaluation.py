@@ -207,6 +207,46 @@ def _recorded_before(eval_ref: str, model_ref: str, tag: dict[str, str]) -> dict
     return found
 
 
+def _without_ops(value: Any) -> Any:
+    """A stored object's value without its ops' refs (what weave captured of their code)."""
+    if isinstance(value, dict):
+        return {k: _without_ops(v) for k, v in value.items() if not _is_op_ref(v)}
+    if isinstance(value, list):
+        return [_without_ops(v) for v in value if not _is_op_ref(v)]
+    return value
+
+
+def _is_op_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("weave:///") and "/op/" in value
+
+
+def settled_evaluation(eval_ref: str) -> str:
+    """The first stored version of this evaluation with the same dataset, scorers and trials
+    (`eval_ref` itself when it is the first). Two processes publishing the same suite's
+    evaluation get different versions when weave's capture of an op's code differs between
+    them (seen on workers: one op's dependencies captured as "<error>"); a leaderboard shows
+    one version's calls, so every process records on the first."""
+    client = _client()
+    name, digest = _ref_name(eval_ref), eval_ref.rsplit(":", 1)[-1]
+    try:
+        versions = client.server.objs_query(
+            {
+                "project_id": client.project_id,
+                "filter": {"object_ids": [name], "latest_only": False},
+                "sort_by": [{"field": "created_at", "direction": "asc"}],
+            }
+        ).objs
+    except Exception as exc:
+        raise _store_error(client, f"the versions of {name!r}", exc) from None
+    ours = next((v for v in versions if v.digest == digest), None)
+    if ours is None:
+        return eval_ref
+    for version in versions:
+        if _without_ops(version.val) == _without_ops(ours.val):
+            return eval_ref.rsplit(":", 1)[0] + f":{version.digest}"
+    return eval_ref
+
+
 def evaluate_stored(
     suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
 ) -> tuple[ModelEvaluation, str]:
@@ -219,7 +259,10 @@ def evaluate_stored(
     evaluation = build_evaluation(suite, rows)
     model = model_identity(spec, suite)
     scored = scored_rows(suite, rows, frame)
-    eval_ref = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
+    published = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
+    eval_ref = settled_evaluation(published)
+    if eval_ref != published:  # recorded on the first version of the same evaluation
+        evaluation.ref = weave.ref(eval_ref)
     model_ref = weave.publish(model, name=spec.name).uri()
     tag = {"run_id": run_id, "answers": scored.digest()}
     summary = _recorded_before(eval_ref, model_ref, tag)

@@ -360,3 +360,22 @@ def test_a_run_recorded_again_counts_once_on_the_leaderboard(
     evaluate_stored(suite, rows, spec, fixed, "run-2")
     (entry,) = read_leaderboard("stored")
     assert entry["evaluations"] == 2
+
+
+def test_evaluations_whose_op_code_was_captured_differently_share_one_leaderboard(
+    evalflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes (the nightly's children, one per model) publish the same suite's
+    evaluation; weave's capture of an op's code can differ between them (seen on workers: one
+    op's dependencies captured as "<error>"; here: code capture off in the second). Both
+    models' calls still land on one evaluation, and the leaderboard shows both."""
+    suite, rows, spec, frame = _stored_run(tmp_path)
+    init_weave("local/two-processes")
+    first, eval_ref = evaluate_stored(suite, rows, spec, frame, "run-a")
+    other = spec.model_copy(update={"name": "other-model"})
+    other_frame = frame.assign(model=other.name)
+    monkeypatch.setenv("WEAVE_CAPTURE_CODE", "false")  # ops stored as stubs: other op refs
+    second, second_ref = evaluate_stored(suite, rows, other, other_frame, "run-b")
+    assert second_ref == eval_ref
+    publish_leaderboard(suite, eval_ref, [first.summary, second.summary])
+    assert sorted(e["model"] for e in read_leaderboard("stored")) == ["other-model", "stored-model"]
