@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Mapping
+import os
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pandas as pd
 from evalflow.clustered import score_figures
 from evalflow.config import ModelSpec
 from evalflow.dataset import Row
-from evalflow.errors import RunNotFoundError
+from evalflow.errors import RunNotFoundError, StorageError
 from evalflow.inference import Answer
 from evalflow.runs import run_dir, run_path, write_atomic
 from evalflow.stats import describe
@@ -109,16 +111,44 @@ def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None)
     return pd.DataFrame(out)
 
 
-def save_run(run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict[str, Any]) -> Path:
+ResultsWriter = Callable[[Path], None]  # writes results.parquet at the path it is given
+
+
+def save_run(
+    run_id: str,
+    frame: pd.DataFrame | ResultsWriter,
+    summary: pd.DataFrame,
+    meta: dict[str, Any],
+) -> Path:
     """Write results.parquet and summary.json under runs/<run id>/, atomically (a half-written
-    file is never presented as whole)."""
+    file is never presented as whole). `frame` is the results, or what writes them chunk by
+    chunk (evalflow.spool.ResultSpool.write_results) into a temporary file moved into place
+    when whole."""
     folder = run_dir(run_id)
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
     body = {**meta, "summary": json.loads(summary.to_json(orient="records"))}
-    write_atomic(folder / "results.parquet", buffer.getvalue())
+    if isinstance(frame, pd.DataFrame):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        write_atomic(folder / "results.parquet", buffer.getvalue())
+    else:
+        _write_in_place(folder / "results.parquet", frame)
     write_atomic(folder / "summary.json", json.dumps(body, indent=2, default=str).encode())
     return folder
+
+
+def _write_in_place(path: Path, write: ResultsWriter) -> None:
+    """`write` into a temporary file next to `path`, then that file moved onto `path`."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot save {path} ({exc.strerror}): free space (or make EVALFLOW_HOME "
+            f"writable) and run the same command again; the answers are kept"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def failed_rows(run_id: str, wrong: bool = True) -> list[dict[str, Any]]:
