@@ -39,8 +39,19 @@ class Row:
     choices: tuple[str, ...] = ()  # multiple choice: the choices as shown, in order
 
 
+def _lines(data: bytes) -> Iterator[bytes]:
+    """The file's lines, one at a time (no list of every line: a large file's rows would be
+    held twice)."""
+    start = 0
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        yield data[start:end]
+        start = end + 1
+
+
 def _jsonl_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+    for lineno, raw in enumerate(_lines(data), start=1):
         if not raw.strip():
             continue
         where = f"line {lineno}"
