@@ -28,8 +28,6 @@ without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it t
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class EvalflowError(Exception):
     """Base of every error evalflow raises on purpose. The CLI prints it without a traceback."""
@@ -98,11 +96,7 @@ class EndpointUnreachableError(EndpointError):
 
 class ChunkFailedError(EvalflowError):
     """A chunk's failed rows took the run past its error budget: the chunk's task fails (the
-    Prefect UI shows it), carrying its answers so the run saves them before failing."""
-
-    def __init__(self, message: str, answers: list[Any]) -> None:
-        super().__init__(message)
-        self.answers = answers
+    Prefect UI shows it), its answers already kept so the run saves them before failing."""
 
 
 class BudgetStop(BudgetExceededError):

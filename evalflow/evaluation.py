@@ -16,6 +16,7 @@ import asyncio
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +28,20 @@ from weave.trace.errors import NotFoundError
 from evalflow.config import Generation, ModelSpec, ScorerSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError, UnknownNameError, WeaveStoreError
-from evalflow.scored_evaluation import ScoredRows, clean_score, evaluate_scored
+from evalflow.scored_evaluation import (
+    Scored,
+    ScoredParts,
+    ScoredRows,
+    clean_score,
+    evaluate_scored,
+)
 from evalflow.scorers import (
     OUTPUT_PREFIX,
     SCORE_PREFIX,
+    JudgeScorer,
     RowScorer,
     correct_summary,
+    judge_summary,
     leaderboard_path,
     make_scorer,
     metric_path,
@@ -40,6 +49,7 @@ from evalflow.scorers import (
     scorer_key,
     summarize_scores,
 )
+from evalflow.spool import ResultSpool
 
 _ANSWERS: dict[str, dict[str, str | None]] = {}
 METRIC = "correct"
@@ -96,35 +106,63 @@ class ModelEvaluation:
     eval_ref: str = ""
 
 
-def _row_scores(spec: ScorerSpec, ordered: pd.DataFrame) -> tuple[list[Any], Any]:
-    """A scorer's per-row scores as weave records them, and its summary."""
-    scorer = make_scorer(spec)
-    if isinstance(scorer, RowScorer):
-        values = [clean_score(v) for v in ordered[SCORE_PREFIX + spec.label]]
-        return [{METRIC: v} for v in values], correct_summary(values)
-    raw = [
+def _row_scores(spec: ScorerSpec, ordered: pd.DataFrame) -> list[Any]:
+    """A scorer's per-row scores as weave records them."""
+    if isinstance(make_scorer(spec), RowScorer):
+        return [{METRIC: clean_score(v)} for v in ordered[SCORE_PREFIX + spec.label]]
+    return [
         None if v is None or (isinstance(v, float) and math.isnan(v)) else json.loads(v)
         for v in ordered[OUTPUT_PREFIX + spec.label]
     ]
-    return raw, summarize_scores(scorer, raw)
+
+
+def _scorer_summary(spec: ScorerSpec, scores: Iterable[Any]) -> Any:
+    """A scorer's summary of its per-row scores (as weave records them), in dataset order."""
+    scorer = make_scorer(spec)
+    if isinstance(scorer, RowScorer):
+        return correct_summary([score[METRIC] for score in scores])
+    if isinstance(scorer, JudgeScorer):
+        return judge_summary(scores)  # counts as it reads: no list of every row's grading
+    return summarize_scores(scorer, list(scores))
+
+
+def _part(suite: Suite, ordered: pd.DataFrame) -> ScoredRows:
+    """Rows of a model in dataset order, with their scores (no summaries)."""
+    return ScoredRows(
+        outputs=[None if pd.isna(v) else str(v) for v in ordered["output"]],
+        latencies=[float(v) for v in ordered["latency_s"]],
+        scores={scorer_key(spec): _row_scores(spec, ordered) for spec in suite.scorers},
+        summaries={},
+    )
 
 
 def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows:
     """A model's collected rows (its part of the run's frame, scored by
     evalflow.scorers.score_rows) in dataset order (a row's epochs together), with their
     scores and summaries."""
-    ordered = frame.set_index("row_id").loc[[row.id for row in rows]]
-    scores: dict[str, list[Any]] = {}
-    summaries: dict[str, Any] = {}
-    for spec in suite.scorers:
-        key = scorer_key(spec)
-        scores[key], summaries[key] = _row_scores(spec, ordered)
-    return ScoredRows(
-        outputs=[None if pd.isna(v) else str(v) for v in ordered["output"]],
-        latencies=[float(v) for v in ordered["latency_s"]],
-        scores=scores,
-        summaries=summaries,
-    )
+    scored = _part(suite, frame.set_index("row_id").loc[[row.id for row in rows]])
+    scored.summaries = {
+        scorer_key(spec): _scorer_summary(spec, scored.scores[scorer_key(spec)])
+        for spec in suite.scorers
+    }
+    return scored
+
+
+def spooled_scores(suite: Suite, spool: ResultSpool, model: str) -> ScoredParts:
+    """A model's scored rows as kept by the run's spool, read part by part (each part's rows
+    are in dataset order, a row's epochs together): the same record as scored_rows gives."""
+
+    def read() -> Iterator[ScoredRows]:
+        return (_part(suite, frame) for frame in spool.frames(model))
+
+    def scores(key: str) -> Iterator[Any]:
+        return (score for part in read() for score in part.scores[key])
+
+    count = spool.count(model)
+    summaries = {
+        scorer_key(spec): _scorer_summary(spec, scores(scorer_key(spec))) for spec in suite.scorers
+    }
+    return ScoredParts(read, [scorer_key(s) for s in suite.scorers], summaries, count)
 
 
 def evaluation_path() -> str:
@@ -255,10 +293,34 @@ def evaluate_stored(
     evaluation's ref. Recorded from the scores (evalflow/scored_evaluation.py), or by
     weave.Evaluation.evaluate with EVALFLOW_WEAVE_EVALUATION=weave. Once per run: the call is
     tagged with `run_id`, and a rerun of the run finds it instead of recording it again."""
+    scored = scored_rows(suite, rows, frame)
+    return _record(suite, rows, spec, scored, run_id, lambda: frame)
+
+
+def evaluate_spooled(
+    suite: Suite, rows: list[Row], spec: ModelSpec, spool: ResultSpool, run_id: str
+) -> tuple[ModelEvaluation, str]:
+    """evaluate_stored over a model's answers as the run's spool keeps them, read part by
+    part (with EVALFLOW_WEAVE_EVALUATION=weave, weave's own path reads them whole)."""
+    scored = spooled_scores(suite, spool, spec.name)
+
+    def whole() -> pd.DataFrame:
+        return pd.concat(list(spool.frames(spec.name)), ignore_index=True)
+
+    return _record(suite, rows, spec, scored, run_id, whole)
+
+
+def _record(
+    suite: Suite,
+    rows: list[Row],
+    spec: ModelSpec,
+    scored: Scored,
+    run_id: str,
+    frame: Callable[[], pd.DataFrame],
+) -> tuple[ModelEvaluation, str]:
     path = evaluation_path()
     evaluation = build_evaluation(suite, rows)
     model = model_identity(spec, suite)
-    scored = scored_rows(suite, rows, frame)
     published = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
     eval_ref = settled_evaluation(published)
     if eval_ref != published:  # recorded on the first version of the same evaluation
@@ -269,7 +331,7 @@ def evaluate_stored(
     if summary is None:
         with weave.attributes({RUN_ATTRIBUTE: tag}):
             if path == "weave":
-                summary = dict(_weave_own(evaluation, model, frame))
+                summary = dict(_weave_own(evaluation, model, frame()))
             else:
                 summary = evaluate_scored(evaluation, model, scored)
         _flush()  # recorded for good (or a failed write says so) before the run goes on

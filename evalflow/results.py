@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,7 +19,7 @@ from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
 from evalflow.runs import run_dir, run_path, write_atomic
 from evalflow.stats import describe
-from evalflow.storage import Location, read_bytes
+from evalflow.storage import Location, read_bytes, write_built
 
 COLUMNS = [
     "model",
@@ -109,16 +110,27 @@ def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None)
     return pd.DataFrame(out)
 
 
+ResultsWriter = Callable[[Path], None]  # writes results.parquet at the path it is given
+
+
 def save_run(
-    run_id: str, frame: pd.DataFrame, summary: pd.DataFrame, meta: dict[str, Any]
+    run_id: str,
+    frame: pd.DataFrame | ResultsWriter,
+    summary: pd.DataFrame,
+    meta: dict[str, Any],
 ) -> Location:
     """Write results.parquet and summary.json under runs/<run id>/, atomically (a half-written
-    file is never presented as whole)."""
+    file is never presented as whole). `frame` is the results, or what writes them chunk by
+    chunk (evalflow.spool.ResultSpool.write_results) into a temporary file moved into place
+    when whole."""
     folder = run_dir(run_id)
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
     body = {**meta, "summary": json.loads(summary.to_json(orient="records"))}
-    write_atomic(folder / "results.parquet", buffer.getvalue())
+    if isinstance(frame, pd.DataFrame):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        write_atomic(folder / "results.parquet", buffer.getvalue())
+    else:
+        write_built(folder / "results.parquet", frame)
     write_atomic(folder / "summary.json", json.dumps(body, indent=2, default=str).encode())
     return folder
 

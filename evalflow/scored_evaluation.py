@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -36,7 +36,9 @@ import weave
 
 from evalflow.errors import WeaveStoreError
 
-_PENDING: ContextVar[ScoredRows | None] = ContextVar("evalflow_scored_rows", default=None)
+_PENDING: ContextVar[ScoredRows | ScoredParts | None] = ContextVar(
+    "evalflow_scored_rows", default=None
+)
 
 
 @dataclass
@@ -50,21 +52,87 @@ class ScoredRows:
     scores: dict[str, list[Any]]
     summaries: dict[str, Any]
 
+    def parts(self) -> Iterator[ScoredRows]:
+        yield self
+
+    @property
+    def count(self) -> int:
+        return len(self.outputs)
+
     def summary(self) -> dict[str, Any]:
-        summary = dict(self.summaries)
-        answered = [
-            latency
-            for output, latency in zip(self.outputs, self.latencies, strict=True)
-            if output is not None
-        ]
-        if answered:
-            summary["model_latency"] = {"mean": sum(answered) / len(answered)}
-        return summary
+        return _summary(self.summaries, self.parts())
 
     def digest(self) -> str:
         """What identifies these answers and scores (a rerun with other answers differs)."""
-        body = json.dumps([self.outputs, self.scores], sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).hexdigest()[:16]
+        return _digest(self.parts, list(self.scores))
+
+
+@dataclass
+class ScoredParts:
+    """One model's rows in dataset order, read part by part when needed (`read` gives the
+    parts: ScoredRows whose summaries are empty), with each scorer's summary of every row;
+    `count` rows in all. The same record as one ScoredRows of every row."""
+
+    read: Callable[[], Iterator[ScoredRows]]
+    keys: list[str]
+    summaries: dict[str, Any]
+    count: int
+
+    def parts(self) -> Iterator[ScoredRows]:
+        return self.read()
+
+    def summary(self) -> dict[str, Any]:
+        return _summary(self.summaries, self.parts())
+
+    def digest(self) -> str:
+        return _digest(self.read, self.keys)
+
+
+Scored = ScoredRows | ScoredParts
+
+
+def _summary(summaries: dict[str, Any], parts: Iterator[ScoredRows]) -> dict[str, Any]:
+    """The scorers' summaries and the mean model latency of the answered rows."""
+    summary = dict(summaries)
+    answered = 0
+
+    def latencies() -> Iterator[float]:
+        nonlocal answered
+        for part in parts:
+            for output, latency in zip(part.outputs, part.latencies, strict=True):
+                if output is not None:
+                    answered += 1
+                    yield latency
+
+    total = sum(latencies())
+    if answered:
+        summary["model_latency"] = {"mean": total / answered}
+    return summary
+
+
+def _digest(read: Callable[[], Iterator[ScoredRows]], keys: list[str]) -> str:
+    """sha256 of the JSON of [outputs, scores] (keys sorted) over every part, written part by
+    part: the same text json.dumps would give for the whole lists; its first 16 digits."""
+    hasher = hashlib.sha256()
+
+    def items(values: Iterator[Any]) -> None:
+        hasher.update(b"[")
+        first = True
+        for value in values:
+            if not first:
+                hasher.update(b", ")
+            hasher.update(json.dumps(value, sort_keys=True, default=str).encode())
+            first = False
+        hasher.update(b"]")
+
+    hasher.update(b"[")
+    items(o for part in read() for o in part.outputs)
+    hasher.update(b", {")
+    for n, key in enumerate(sorted(keys)):
+        hasher.update((", " if n else "").encode() + json.dumps(key).encode() + b": ")
+        items(v for part in read() for v in part.scores[key])
+    hasher.update(b"}]")
+    return hasher.hexdigest()[:16]
 
 
 def clean_score(value: Any) -> bool | None:
@@ -80,7 +148,7 @@ def _display_name(call: Any) -> str:
 
 
 @contextmanager
-def _pending(rows: ScoredRows) -> Iterator[None]:
+def _pending(rows: Scored) -> Iterator[None]:
     token = _PENDING.set(rows)
     try:
         yield
@@ -95,7 +163,7 @@ def _saved_uri(obj: Any) -> str:
     return str(obj.ref.uri())
 
 
-def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRows) -> None:
+def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: Scored) -> None:
     """One predict_and_score call per row, under the current call, straight to the server."""
     from weave.trace.context.weave_client_context import require_weave_client
     from weave.utils.ids import generate_id
@@ -107,54 +175,59 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRo
     row_base = f"{_saved_uri(evaluation.dataset)}/attr/rows/id/"
     table_ref = getattr(evaluation.dataset.rows, "table_ref", None)
     digests: list[str] = table_ref.row_digests if table_ref is not None else []
-    if not digests or len(rows.outputs) % len(digests):
-        raise WeaveStoreError(
-            f"the dataset saved {len(digests)} rows for {len(rows.outputs)} scored rows"
-        )
+    if not digests or rows.count % len(digests):
+        raise WeaveStoreError(f"the dataset saved {len(digests)} rows for {rows.count} scored rows")
     # With epochs, each dataset row was scored once per epoch (its scored rows together), as
     # weave.Evaluation's trials give one predict_and_score call per row and trial.
-    repeats = len(rows.outputs) // len(digests)
-    digests = [digest for digest in digests for _ in range(repeats)]
+    repeats = rows.count // len(digests)
     now = dt.datetime.now(dt.UTC)
-    keys = list(rows.scores)
-    columns = [rows.scores[key] for key in keys]
     attributes = dict(parent.attributes or {})
     server, project = client.server, client.project_id
-    for i, digest in enumerate(digests):
-        call_id = generate_id()
-        server.call_start(
-            {
-                "start": {
-                    "project_id": project,
-                    "id": call_id,
-                    "op_name": op_uri,
-                    "trace_id": parent.trace_id,
-                    "parent_id": parent.id,
-                    "started_at": now,
-                    "attributes": attributes,
-                    "inputs": {"self": eval_uri, "model": model_uri, "example": row_base + digest},
-                }
-            }
-        )
-        server.call_end(
-            {
-                "end": {
-                    "project_id": project,
-                    "id": call_id,
-                    "trace_id": parent.trace_id,
-                    "started_at": now,
-                    "ended_at": now,
-                    "output": {
-                        "output": rows.outputs[i],
-                        "scores": {
-                            key: column[i] for key, column in zip(keys, columns, strict=True)
+    i = 0
+    for part in rows.parts():
+        keys = list(part.scores)
+        columns = [part.scores[key] for key in keys]
+        for j, output in enumerate(part.outputs):
+            digest = digests[i // repeats]
+            i += 1
+            call_id = generate_id()
+            server.call_start(
+                {
+                    "start": {
+                        "project_id": project,
+                        "id": call_id,
+                        "trace_id": parent.trace_id,
+                        "parent_id": parent.id,
+                        "op_name": op_uri,
+                        "started_at": now,
+                        "attributes": attributes,
+                        "inputs": {
+                            "self": eval_uri,
+                            "model": model_uri,
+                            "example": row_base + digest,
                         },
-                        "model_latency": rows.latencies[i],
-                    },
-                    "summary": {},
+                    }
                 }
-            }
-        )
+            )
+            server.call_end(
+                {
+                    "end": {
+                        "project_id": project,
+                        "id": call_id,
+                        "trace_id": parent.trace_id,
+                        "started_at": now,
+                        "ended_at": now,
+                        "output": {
+                            "output": output,
+                            "scores": {
+                                key: column[j] for key, column in zip(keys, columns, strict=True)
+                            },
+                            "model_latency": part.latencies[j],
+                        },
+                        "summary": {},
+                    }
+                }
+            )
 
 
 @weave.op(name="Evaluation.evaluate", call_display_name=_display_name)
@@ -167,7 +240,7 @@ def _evaluate(self: weave.Evaluation, model: weave.Model) -> dict[str, Any]:
 
 
 def evaluate_scored(
-    evaluation: weave.Evaluation, model: weave.Model, rows: ScoredRows
+    evaluation: weave.Evaluation, model: weave.Model, rows: Scored
 ) -> dict[str, Any]:
     """Record `evaluation` of `model` over rows already scored; return its summary. weave
     saves both objects as the call's inputs, as for weave.Evaluation.evaluate."""

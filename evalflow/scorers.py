@@ -18,7 +18,7 @@ import math
 import re
 import string
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from numbers import Number
 from typing import Any
 
@@ -140,7 +140,7 @@ class JudgeScorer(weave.Scorer):
         return judge_summary(score_rows)
 
 
-def judge_summary(values: list[Any]) -> dict[str, Any]:
+def judge_summary(values: Iterable[Any]) -> dict[str, Any]:
     """A judge scorer's summary: stats of the graded rows' scores (0..1), how many answers had
     no grade (`errors`), and how many rows were not judged (no answer: `excluded`)."""
     scores: list[bool | float] = []
@@ -428,14 +428,22 @@ def summarize_scores(scorer: Scorer, values: list[Any]) -> Any:
 
 
 def score_rows(
-    suite: Suite, rows: list[Row], frame: pd.DataFrame, judgements: list[Any] | None = None
+    suite: Suite,
+    rows: list[Row],
+    frame: pd.DataFrame,
+    judgements: list[Any] | None = None,
+    python_raw: dict[str, list[Any]] | None = None,
 ) -> pd.DataFrame:
     """The collected frame with a `score:<label>` column per scorer: per answered row a number
     or true/false (a failed row gets none), the built-in check, a Python scorer's headline or
     a judge's score (0..1; none where it gave no grade); for a Python scorer and a judge a
     `scorer_output:<label>` column with its return value (a judge's grade, score and
     explanation) as JSON, and for a judge `scorer_error:<label>` (why no grade) and
-    `scorer_tokens:<label>`. `judgements` are the judges' (evalflow.judge.Judgement)."""
+    `scorer_tokens:<label>`. `judgements` are the judges' (evalflow.judge.Judgement).
+
+    With `python_raw` (a part of the rows, scored chunk by chunk), a Python scorer's headline
+    needs every row's value (python_headlines): its `score:<label>` column is left empty
+    (None) and its return values are put in `python_raw[label]` instead."""
     frame = frame.copy()
     examples: list[dict[str, Any]] = []
     by_id = {row.id: row for row in rows}
@@ -458,15 +466,25 @@ def score_rows(
             None if out is None else _python_score(spec, scorer, example, out)
             for example, out in zip(examples, outputs, strict=True)
         ]
-        field = _headline_field(summarize_scores(scorer, raw))
-        heads = [headline(value, field) for value in raw]
-        frame[SCORE_PREFIX + spec.label] = _column(heads, frame.index)
+        if python_raw is not None:
+            python_raw[spec.label] = raw
+            frame[SCORE_PREFIX + spec.label] = pd.Series(None, index=frame.index, dtype=object)
+        else:
+            heads = python_headlines(scorer, raw)
+            frame[SCORE_PREFIX + spec.label] = _column(heads, frame.index)
         frame[OUTPUT_PREFIX + spec.label] = pd.Series(
             [None if v is None else json.dumps(v, default=str) for v in raw],
             index=frame.index,
             dtype=object,
         )
     return frame
+
+
+def python_headlines(scorer: Scorer, raw: list[Any]) -> list[bool | float | None]:
+    """A Python scorer's per-row numbers (or true/false) from its return values over every
+    row: the field its summary's figure comes from, in each value."""
+    field = _headline_field(summarize_scores(scorer, raw))
+    return [headline(value, field) for value in raw]
 
 
 def _judge_columns(frame: pd.DataFrame, spec: ScorerSpec, judgements: list[Any]) -> None:

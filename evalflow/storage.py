@@ -17,10 +17,11 @@ import functools
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -242,6 +243,26 @@ def write_bytes(where: Location, data: bytes) -> None:
             f"cannot write {where} ({exc.strerror}); what was written before is kept. Free "
             f"space (or make EVALFLOW_HOME writable) and run the same command again"
         ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def write_built(where: Location, build: Callable[[Path], None]) -> None:
+    """A file `build` writes at a temporary local path, moved into place whole: a rename here,
+    one upload on an object store (for files too large to hold in memory as bytes)."""
+    folder = where.parent if isinstance(where, Path) else Path(tempfile.gettempdir())
+    tmp = folder / f".{where.name}.{os.getpid()}-{uuid.uuid4().hex}.partial"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        build(tmp)
+        if isinstance(where, Path):
+            tmp.replace(where)
+        else:
+            with _remote(where, "write"):
+                where.fs.put_file(str(tmp), where.path)
+    except OSError as exc:
+        raise storage_failure(where, "write", exc) from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from evalflow.config import ModelName, SuiteName
 from evalflow.forms import form_help
 from evalflow.plan import RunRequest, reachable
 from evalflow.run_context import open_run
+from evalflow.spool import open_spool
 from evalflow.weave_setup import init_weave
 from tasks.collect import collect_results
 from tasks.evaluation import weave_evaluation
@@ -88,15 +89,13 @@ def evaluate(
     Weave evaluation per model, and publish the suite's leaderboard (full runs only)."""
     plan = plan_evaluation(RunRequest.model_validate(locals()))
     init_weave(plan.parameters.weave_project)
-    with open_run(plan) as run:
+    with open_run(plan) as run, open_spool(plan.suite) as spool:
         with reachable(plan.endpoint_specs) as targets:
-            answered = answer_rows(plan, run, targets)
-        frame, summary = collect_results(
-            unwalked(plan), unwalked(answered.answers), unwalked(run), unwalked(answered.judgements)
-        )
+            answer_rows(plan, run, targets, spool)
+        summary = collect_results(unwalked(plan), unwalked(spool), unwalked(run))
         run.stop_if_over_budget()
         evaluations = [
-            weave_evaluation(plan.suite, unwalked(plan.rows), spec, frame, run.run_id)
+            weave_evaluation(plan.suite, unwalked(plan.rows), spec, unwalked(spool), run.run_id)
             for spec in plan.specs
         ]
         board = publish(unwalked(plan), evaluations) if plan.publishes else None

@@ -1,4 +1,4 @@
-"""Task: collect every answer into one table, score it, save it under the run's folder."""
+"""Task: save a run's scored answers in one table with their summary, under the run's folder."""
 
 from __future__ import annotations
 
@@ -12,25 +12,19 @@ from prefect.cache_policies import NONE
 
 from evalflow.figures import scorer_figure, summary_table
 from evalflow.history import append_records, make_records
-from evalflow.inference import Answer
-from evalflow.judge import Judgement
 from evalflow.plan import RunPlan
-from evalflow.results import collect, save_run, summarize
+from evalflow.results import save_run, summarize
 from evalflow.run_context import RunContext
-from evalflow.scorers import score_rows
+from evalflow.spool import ResultSpool
 from evalflow.tables import markdown
 from evalflow.weave_setup import project_name
 
 
 @task(name="collect", cache_policy=NONE)
-def collect_results(
-    plan: RunPlan, answers: list[Answer], run: RunContext, judgements: list[Judgement] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every answer in one table, every answered row scored by every scorer of the suite
-    (Python scorers too), a summary per model; saved in the run's folder (results.parquet,
-    summary.json)."""
-    frame = score_rows(plan.suite, plan.rows, collect(plan.rows, answers), judgements)
-    summary = summarize(frame, {s.name: s for s in plan.specs})
+def collect_results(plan: RunPlan, spool: ResultSpool, run: RunContext) -> pd.DataFrame:
+    """Every answer (scored chunk by chunk into the run's spool: evalflow.spool) saved in one
+    table, a summary per model; both in the run's folder (results.parquet, summary.json)."""
+    summary = summarize(spool.compact(), {s.name: s for s in plan.specs})
     meta = {
         "run_id": run.run_id,
         "complete": run.budget.exceeded() is None,
@@ -40,12 +34,12 @@ def collect_results(
         "full": plan.full,
         "scope": plan.scope(),
     }
-    save_run(run.run_id, frame, summary, meta)
+    save_run(run.run_id, spool.write_results, summary, meta)
     if plan.full and meta["complete"]:
         _record_history(plan, summary)
     _artifacts(plan, summary)
     _log_headline(plan, run, summary)
-    return frame, summary
+    return summary
 
 
 def _log_headline(plan: RunPlan, run: RunContext, summary: pd.DataFrame) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
@@ -16,21 +15,14 @@ from prefect.futures import PrefectFuture, as_completed
 from evalflow.config import Suite
 from evalflow.dataset import Row
 from evalflow.errors import ChunkFailedError
-from evalflow.inference import Answer, Asker, Journal, Target
-from evalflow.judge import Judge, Judgement, answer_and_judge
+from evalflow.inference import Asker, Journal, Target
+from evalflow.judge import Judge, answer_and_judge
 from evalflow.plan import RunPlan
 from evalflow.prompting import render_row
 from evalflow.run_context import RunContext
+from evalflow.spool import ResultSpool
 from tasks.limits import ensure_shared_limits, take_shared_slots
 from tasks.unwalked import unwalked
-
-
-@dataclass
-class Chunk:
-    """What the models answered, and what the judge scorers made of it."""
-
-    answers: list[Answer] = field(default_factory=list)
-    judgements: list[Judgement] = field(default_factory=list)
 
 
 @task(name="infer-chunk", cache_policy=NONE, task_run_name="infer-{target.spec.name}-{chunk_no}")
@@ -40,14 +32,16 @@ def infer_chunk(
     suite: Suite,
     chunk_no: int,
     run: RunContext,
+    spool: ResultSpool,
     shared_limit: str | None = None,
     judges: dict[str, Target] | None = None,
     judge_limits: dict[str, str | None] | None = None,
-) -> Chunk:
+) -> int:
     """Answer a chunk of rows with one model, each row once per epoch of the suite, each
     answer graded by the suite's judges (`judges`: judge scorer label -> its model) as soon
-    as it arrives; fails (keeping its answers) when its failed rows helped the run past its
-    error budget."""
+    as it arrives; the answers and judgements go, scored, to the run's spool (the task keeps
+    none: return how many answers). Fails (its answers kept in the spool) when its failed
+    rows helped the run past its error budget."""
     asked = [row for _ in range(suite.epochs) for row in rows]
     epochs = [epoch for epoch in range(suite.epochs) for _ in rows]
     take_shared_slots(shared_limit, len(asked))
@@ -65,45 +59,38 @@ def infer_chunk(
     answers, judgements = asyncio.run(
         answer_and_judge(asked, answering, messages, epochs, graders, suite, run)
     )
+    spool.add(chunk_no, rows, answers, judgements)
     failed = sum(a.error is not None for a in answers)
     if failed and (reason := run.budget.exceeded()):
-        raise ChunkFailedError(
-            f"{failed} of {len(asked)} rows failed; the run is past {reason}",
-            [*answers, *judgements],  # answers, then the judgements made of them
-        )
-    return Chunk(answers, judgements)
+        raise ChunkFailedError(f"{failed} of {len(asked)} rows failed; the run is past {reason}")
+    return len(answers)
 
 
-def _outcome(outcome: Any) -> Chunk:
-    """A finished infer-chunk's answers and judgements (a chunk failed past the error budget
-    keeps its own: they count, and the run fails after saving them)."""
-    if isinstance(outcome, ChunkFailedError):
-        return Chunk(
-            [a for a in outcome.answers if isinstance(a, Answer)],
-            [j for j in outcome.answers if isinstance(j, Judgement)],
-        )
-    if isinstance(outcome, BaseException):
+def _settled(outcome: Any) -> None:
+    """A finished infer-chunk: a chunk failed past the error budget has put its answers in
+    the spool (they count, and the run fails after saving them); any other failure raises."""
+    if isinstance(outcome, BaseException) and not isinstance(outcome, ChunkFailedError):
         raise outcome
-    assert isinstance(outcome, Chunk)
-    return outcome
 
 
-def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> Chunk:
-    """Every row answered by every model, and graded by the suite's judges as it is answered:
-    an infer-chunk task per chunk and model, run concurrently; the run's progress shown as a
-    Prefect progress artifact. `targets` are those of plan.endpoint_specs."""
+def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target], spool: ResultSpool) -> None:
+    """Every row answered by every model, and graded by the suite's judges as it is answered,
+    into `spool`: an infer-chunk task per chunk and model, run concurrently; the run's
+    progress shown as a Prefect progress artifact. `targets` are those of
+    plan.endpoint_specs."""
     answering, judges = plan.split_targets(targets)
     shared = ensure_shared_limits(plan.endpoint_specs, plan.parameters.chunk_size)
     judge_limits = {label: shared.get(spec.name) for label, spec in plan.judges.items()}
     name = plan.suite.name
     bar: Any = create_progress_artifact(0.0, description=f"{name}: rows answered")
-    futures: list[PrefectFuture[Chunk]] = [
+    futures: list[PrefectFuture[int]] = [
         infer_chunk.submit(
             unwalked(chunk),
             target,
             unwalked(plan.suite),
             n,
             unwalked(run),
+            unwalked(spool),
             shared.get(target.spec.name),
             judges,
             judge_limits,
@@ -111,12 +98,9 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> Chunk:
         for target in answering
         for n, chunk in enumerate(plan.chunks())
     ]
-    done = Chunk()
     try:
         for future in as_completed(futures):
-            chunk = _outcome(future.result(raise_on_failure=False))
-            done.answers.extend(chunk.answers)
-            done.judgements.extend(chunk.judgements)
+            _settled(future.result(raise_on_failure=False))
             _show(bar, name, run)
     except BaseException:
         # The run failed (a fatal answer, say): its other chunks send nothing more, and are
@@ -125,7 +109,6 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target]) -> Chunk:
         for pending in futures:
             pending.wait()
         raise
-    return done
 
 
 def _show(bar: Any, name: str, run: RunContext) -> None:
