@@ -5,9 +5,11 @@ global concurrency limit), a Prefect server on PostgreSQL 15 (SQLite if it canno
     uv run python -m bench.workers [--rows 300] [--rpm 1200] [--workers 1 2 4] [--no-write]
 
 Per worker count: a fresh work pool, the deployments, N `prefect worker start --limit 4`
-processes, one nightly (max_parallel 6) as a deployment run; wall time from the nightly's
-creation to its end, and each model's requests per second at the endpoint (answers over the
-time from its first answer to its last) against its limit.
+processes, each with an EVALFLOW_HOME of its own (as on machines of their own), sharing the
+runs' storage (EVALFLOW_STORAGE on an S3 server, moto's) and one local Weave store; one nightly
+(max_parallel 6) as a deployment run, on a queue and worker of its own; wall time from the
+nightly's creation to its end, and each model's requests per second at the endpoint (answers
+over the time from its first answer to its last) against its limit.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def _prefect(env: dict[str, str], *args: str) -> None:
         raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
 
 
+NIGHTLY_QUEUE = "nightly"
+
+
 def _night(api_url: str, pool: str, day: str) -> float:
     """One nightly run on `pool`; its wall time in seconds."""
     from prefect.client.orchestration import get_client
@@ -54,7 +59,10 @@ def _night(api_url: str, pool: str, day: str) -> float:
         deployment = client.read_deployment_by_name("nightly-evals/nightly-evals")
         began = time.monotonic()
         run = client.create_flow_run_from_deployment(
-            deployment.id, parameters=parameters, job_variables={"env": {"EVALFLOW_RUN_DAY": day}}
+            deployment.id,
+            parameters=parameters,
+            job_variables={"env": {"EVALFLOW_RUN_DAY": day}},
+            work_queue_name=NIGHTLY_QUEUE,
         )
         while True:
             state = client.read_flow_run(run.id).state
@@ -79,7 +87,7 @@ def _suites(folder: Path, rows: int, rpm: int, base_url: str) -> list[dict[str, 
 
 
 def measure(
-    workers: int, args: argparse.Namespace, sim: Any, api_url: str, work: Path
+    workers: int, args: argparse.Namespace, sim: Any, api_url: str, work: Path, s3: Any
 ) -> dict[str, Any]:
     """Deploy on a pool of its own, start the workers, run one nightly, stop them."""
     from evalflow.endpoints.process import ServerProcess
@@ -95,6 +103,9 @@ def measure(
         "EVALFLOW_EVALS_DIR": str(evals),
         "EVALFLOW_REPO": str(REPO),
         "EVALFLOW_HOME": str(work / pool / "home"),
+        "EVALFLOW_STORAGE": s3.new_bucket(pool),
+        "EVALFLOW_WEAVE_STORE": str(work / pool / "weave"),
+        **s3.env(),
     }
     # prefect.yaml names the pool `evalflow`: a copy naming this one.
     text = (REPO / "prefect.yaml").read_text()
@@ -102,15 +113,20 @@ def measure(
     project.write_text(text.replace("name: evalflow\n      job", f"name: {pool}\n      job"))
     _prefect(env, "work-pool", "create", pool, "--type", "process")
     _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(project))
-    procs = [
-        ServerProcess(
-            f"worker {i}",
-            ["-m", "prefect", "worker", "start", "--pool", pool, "--limit", "4"],
-            env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
-            log_path=work / pool / f"worker{i}.log",
+    _prefect(env, "work-queue", "create", NIGHTLY_QUEUE, "--pool", pool)
+
+    def worker(name: str, queue: str) -> ServerProcess:
+        command = ["-m", "prefect", "worker", "start", "--pool", pool, "--work-queue", queue]
+        home = {"EVALFLOW_HOME": str(work / pool / name)}
+        return ServerProcess(
+            name,
+            [*command, "--limit", "4"],
+            env={**env, **home, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            log_path=work / pool / f"{name}.log",
         )
-        for i in range(workers)
-    ]
+
+    procs = [worker("conductor", NIGHTLY_QUEUE)]
+    procs += [worker(f"worker{i}", "default") for i in range(workers)]
     try:
         sim.reset()
         wall = _night(api_url, pool, f"202506{workers:02d}")
@@ -135,22 +151,28 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from evalflow.endpoints import sim_endpoint
-    from tests.servers import prefect_on_postgres
+    from tests.servers import prefect_on_postgres, s3_on_moto
 
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     limit = args.rpm / 60
     results = []
-    with prefect_on_postgres(work / "prefect") as server, sim_endpoint() as sim:
+    with (
+        prefect_on_postgres(work / "prefect") as server,
+        sim_endpoint() as sim,
+        s3_on_moto(work / "moto.log") as s3,
+    ):
         # the sim's own limits sit well above the shared ones: a 429 means the limit leaked
         for workers in args.workers:
-            found = measure(workers, args, sim, server.api_url, work)
+            found = measure(workers, args, sim, server.api_url, work, s3)
             print(found)
             results.append(found)
     lines = [
         f"The nightly over 3 suites x 2 models ({args.rows} rows each; 6 evaluations, "
         f"max_parallel 6), each model limited to {args.rpm} requests/min ({limit:.0f}/s, "
         f"shared by every worker), simulated endpoint at 20 ms a request; Prefect server on "
-        f"{server.database}; workers started with `--limit 4` on this one machine.",
+        f"{server.database}; workers started with `--limit 4` on this one machine, each with "
+        f"its own EVALFLOW_HOME, runs on S3 storage (moto), the nightly on a worker of its "
+        f"own.",
         "",
         "| workers | wall (s) | "
         + " | ".join(f"{m} req/s (of limit)" for m in MODELS)

@@ -10,18 +10,12 @@ or when its module is in SLOW_MODULES. `uv run --frozen pytest` runs both (CI do
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
-import time
 import types
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 # Set before evalflow is imported anywhere, so nothing touches the user's ~/.evalflow.
@@ -32,6 +26,7 @@ os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from evalflow.endpoints import SimEndpoint, SimProfile, local_llm, sim_endpoint  # noqa: E402
+from tests.servers import S3Server, s3_on_moto  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -68,80 +63,20 @@ def prefect_server() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
-@dataclass
-class S3Server:
-    """A real S3-compatible server (moto's server mode, in its own process) for the session;
-    the standard AWS settings point at it while it runs (so child processes use it too)."""
-
-    endpoint_url: str
-
-    def env(self) -> dict[str, str]:
-        """The AWS settings a process needs to use it (fake keys: moto accepts any)."""
-        return {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
-        }
-
-    def new_bucket(self, prefix: str = "runs") -> str:
-        """A fresh, empty bucket; returns the s3:// URL of `prefix` in it (EVALFLOW_STORAGE)."""
-        import boto3
-
-        name = f"evalflow-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1").create_bucket(
-            Bucket=name
-        )
-        return f"s3://{name}/{prefix}" if prefix else f"s3://{name}"
-
-    def keys(self, url: str) -> list[str]:
-        """Every object key under an s3:// URL."""
-        import boto3
-
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        client = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 server on a free loopback port, with the AWS_* settings set for it."""
-    from evalflow.endpoints.process import free_port
-
-    port = free_port()
-    log = open(_HOME / "moto.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = S3Server(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while True:
+    with s3_on_moto(_HOME / "moto.log") as server:
+        saved = {key: os.environ.get(key) for key in server.env()}
+        os.environ.update(server.env())
         try:
-            httpx.get(server.endpoint_url, timeout=2)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                message = f"moto's S3 server did not start (see {_HOME / 'moto.log'})"
-                raise RuntimeError(message) from None
-            time.sleep(0.2)
-    saved = {key: os.environ.get(key) for key in server.env()}
-    os.environ.update(server.env())
-    try:
-        yield server
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+            yield server
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 @pytest.fixture

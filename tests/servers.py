@@ -1,5 +1,5 @@
 """Servers the multi-worker tests start: PostgreSQL 15 (Debian's package) in a temporary
-directory, and a Prefect server on it as its own process.
+directory, a Prefect server on it as its own process, and an S3-compatible server (moto).
 
 PostgreSQL refuses to run as root: as root (CI), initdb and pg_ctl run as the `postgres` user
 (`runuser -u postgres --`) in a directory that user owns; otherwise as the current user. It
@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from evalflow.endpoints.process import ServerProcess, answers, free_port
 
@@ -113,3 +117,67 @@ def prefect_on_postgres(home: Path) -> Iterator[PrefectServer]:
             yield PrefectServer(api, "postgresql")
     finally:
         database.__exit__(None, None, None)
+
+
+@dataclass
+class S3Server:
+    """A real S3-compatible server (moto's server mode, in its own process) for the session;
+    the standard AWS settings point at it while it runs (so child processes use it too)."""
+
+    endpoint_url: str
+
+    def env(self) -> dict[str, str]:
+        """The AWS settings a process needs to use it (fake keys: moto accepts any)."""
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+        }
+
+    def new_bucket(self, prefix: str = "runs") -> str:
+        """A fresh, empty bucket; returns the s3:// URL of `prefix` in it (EVALFLOW_STORAGE)."""
+        import boto3
+
+        name = f"evalflow-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1").create_bucket(
+            Bucket=name
+        )
+        return f"s3://{name}/{prefix}" if prefix else f"s3://{name}"
+
+    def keys(self, url: str) -> list[str]:
+        """Every object key under an s3:// URL."""
+        import boto3
+
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        client = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@contextmanager
+def s3_on_moto(log_path: Path, timeout: float = 60) -> Iterator[S3Server]:
+    """moto's S3 server (its server mode, in its own process) on a free loopback port."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = S3Server(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(server.endpoint_url, timeout=2)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start (see {log_path})") from None
+                time.sleep(0.2)
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

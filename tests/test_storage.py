@@ -22,7 +22,7 @@ from evalflow.inference import Answer, Journal
 from evalflow.lease import hold_lease
 from evalflow.storage import Remote, SegmentLog, runs_root
 from flows.evaluate import evaluate
-from tests.conftest import S3Server
+from tests.servers import S3Server
 from tests.suites import answer_key, questions, write_suite
 
 ROWS = questions(40)

@@ -35,8 +35,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from evalflow.endpoints import SimEndpoint
 from evalflow.endpoints.process import ServerProcess
 from evalflow.lost_runs import setup_lost_runs
-from tests.conftest import S3Server
-from tests.servers import PrefectServer
+from tests.servers import PrefectServer, S3Server
 from tests.suites import answer_key, questions, write_suite
 
 REPO = Path(__file__).resolve().parent.parent
