@@ -751,6 +751,31 @@ def alerts_setup(
     typer.echo(_alerts_line(alerts))
 
 
+workers_app = typer.Typer(help="Workers on several machines.", no_args_is_help=True)
+app.add_typer(workers_app, name="workers")
+
+
+@workers_app.command("setup")
+def workers_setup(
+    periods: Annotated[
+        int,
+        typer.Option(min=2, help="heartbeat periods (30 s each) without news before a run is lost"),
+    ] = 3,
+) -> None:
+    """Create or update, on the Prefect server (PREFECT_API_URL, else the running local stack),
+    the automation that marks a flow run of evalflow's deployments CRASHED when its heartbeats
+    stop (its worker died), so that the nightly starts it again on another worker. `evalflow
+    up` does it for its own server. Safe to run again."""
+    from evalflow.lost_runs import AUTOMATION_NAME, HEARTBEAT_SECONDS, setup_lost_runs
+
+    _use_running_stack()
+    automation = setup_lost_runs(periods)
+    typer.echo(
+        f"automation {AUTOMATION_NAME!r} ({automation}) set: a flow run of evalflow's "
+        f"deployments silent for {periods * HEARTBEAT_SECONDS} s is marked CRASHED"
+    )
+
+
 weave_app = typer.Typer(help="What the Weave project holds.", no_args_is_help=True)
 app.add_typer(weave_app, name="weave")
 

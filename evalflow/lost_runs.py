@@ -74,7 +74,7 @@ def setup_lost_runs(periods: int = PERIODS) -> UUID:
     if not api_url:
         raise LostRunSetupError(
             "the lost-run automation lives on a Prefect server: set PREFECT_API_URL (or start "
-            "`evalflow up`) and set it up again"
+            "`evalflow up`) and run `evalflow workers setup` again"
         )
     automation = lost_run_automation(periods)
     try:

@@ -56,3 +56,20 @@ def test_ask_unknown_model_is_one_line(sim: object) -> None:
     result = evalflow("ask", "hi", "--base-url", sim.base_url, "--model", "nope")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "nope" in result.stderr
+
+
+def test_workers_setup_without_a_prefect_server_is_one_line(tmp_path: object) -> None:
+    import os
+
+    env = {**os.environ, "PREFECT_API_URL": "", "EVALFLOW_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "evalflow.cli", "workers", "setup"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "PREFECT_API_URL" in result.stderr and "evalflow workers setup" in result.stderr

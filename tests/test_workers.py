@@ -34,7 +34,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from evalflow.endpoints import SimEndpoint
 from evalflow.endpoints.process import ServerProcess
-from evalflow.lost_runs import setup_lost_runs
 from tests.servers import PrefectServer, S3Server
 from tests.suites import answer_key, questions, write_suite
 
@@ -139,8 +138,15 @@ def pool(
     pool = Pool(prefect_postgres, evals, tmp / "home", storage, {})
     prefect(pool.env(), "work-pool", "create", "evalflow", "--type", "process")
     prefect(pool.env(), "--no-prompt", "deploy", "--all")
-    with temporary_settings(updates={PREFECT_API_URL: prefect_postgres.api_url}):
-        setup_lost_runs(periods=2)  # as `evalflow up` does, with a 60 s window for the test
+    # the lost-run automation, as a user sets it up for a shared server (a 60 s window here)
+    setup = subprocess.run(
+        [sys.executable, "-m", "evalflow.cli", "workers", "setup", "--periods", "2"],
+        env=pool.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert setup.returncode == 0, setup.stderr
     # The nightly itself runs on a queue of its own, on a third worker: killing a worker of the
     # evaluations below then never kills the nightly that restarts them.
     prefect(pool.env(), "work-queue", "create", NIGHTLY_QUEUE, "--pool", "evalflow")
