@@ -29,4 +29,10 @@ prefect.temporary_servers (prefect >=3.9,<3.10; a read, nothing is changed)
     Reads `SubprocessASGIServer._instances` in `prefect.server.api.server` to stop prefect's
     temporary API servers when a stop signal ends evalflow (evalflow/endpoints/shutdown.py).
     Otherwise: prefect's own exit handlers stop them.
+prefect.temporary_server_command (prefect >=3.9,<3.10; a read, nothing is changed)
+    The command and settings with which `SubprocessASGIServer._run_uvicorn_command` starts
+    prefect's temporary API server (uvicorn over `prefect.server.api.server:create_app`, UI
+    off, `PREFECT__SERVER_EPHEMERAL`): `evalflow run` starts that server itself, first, so it
+    gets ready while evalflow imports and plans (evalflow/temporary_server.py).
+    Otherwise: prefect starts its own when the flow first needs it, as before.
 """

@@ -1,4 +1,5 @@
-"""Stop the temporary Prefect servers prefect started in this process, on a stop signal.
+"""Prefect's temporary API server: the command that starts it, and stopping those prefect
+started in this process on a stop signal.
 
 Prefect starts its temporary ("ephemeral") API server as a uvicorn subprocess and stops it
 from an exit handler; a SIGTERM without a handler skips exit handlers, and evalflow's
@@ -6,6 +7,9 @@ from an exit handler; a SIGTERM without a handler skips exit handlers, and evalf
 Prefect keeps its servers in the class attribute `SubprocessASGIServer._instances` (a dict of
 the live servers by port), each with `stop()`: read, never changed. Otherwise the exit
 handler prefect registered for each server still stops it when shutdown runs them.
+
+`temporary_server_command` is the command `SubprocessASGIServer._run_uvicorn_command` runs
+(tests/test_patches.py compares the two), for `evalflow run` to start the server first.
 """
 
 from __future__ import annotations
