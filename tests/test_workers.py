@@ -40,7 +40,7 @@ from tests.suites import answer_key, questions, write_suite
 REPO = Path(__file__).resolve().parent.parent
 SUITES = ["w0", "w1", "w2"]
 MODELS = ["oracle", "sim-good"]
-ROWS_PER_SUITE = 240  # oracle's 3 x 240 take 72 s at its limit: long after the last starts
+ROWS_PER_SUITE = 360  # oracle's 3 x 360 take 108 s at its limit: long after the last starts
 RPM = 600  # oracle's shared limit: 10 requests/s across both workers
 CONCURRENCY = 8  # each model's requests in flight per evaluation
 LOST_ROWS = 300
