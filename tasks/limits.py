@@ -36,9 +36,10 @@ def ensure_shared_limits(specs: list[ModelSpec], chunk_size: int) -> dict[str, s
             if spec.limits.rpm is None:
                 continue
             name = limit_name(spec)
-            # Room for three chunks: the next chunks are admitted while the last one's slots
-            # decay, so the limit's decay rate, not the wait between chunks, sets the pace.
-            limit, decay = 3 * max(chunk_size, 1), spec.limits.rpm / 60.0
+            # Room for two chunks: the next chunk is admitted while the last one's slots decay,
+            # so the limit's decay rate, not the wait between chunks, sets the pace; the room
+            # is also the most a run can send at once above the rate (its first two chunks).
+            limit, decay = 2 * max(chunk_size, 1), spec.limits.rpm / 60.0
             try:
                 client.upsert_global_concurrency_limit_by_name(
                     name, limit=limit, slot_decay_per_second=decay
