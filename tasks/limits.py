@@ -57,7 +57,7 @@ def ensure_shared_limits(specs: list[ModelSpec], chunk_size: int) -> dict[str, s
 # Retry-After, which grows with every waiter's denied slots (a Poisson draw around (asked +
 # denied) / decay): with three processes waiting it averaged seconds while slots freed every
 # 0.1 s, and up to 15% of the limit went unused (tests/test_workers.py: 0.85 to 0.98 of it
-# while three evaluations on two workers were asking; 1.02 with this).
+# while three evaluations on two workers were asking).
 # Asking again every quarter second keeps it used; the server still grants only what fits.
 POLL_S = 0.25
 
