@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -136,22 +137,30 @@ class S3Server:
             "AWS_ENDPOINT_URL_S3": self.endpoint_url,
         }
 
-    def new_bucket(self, prefix: str = "runs") -> str:
-        """A fresh, empty bucket; returns the s3:// URL of `prefix` in it (EVALFLOW_STORAGE)."""
+    def _client(self) -> Any:
         import boto3
 
-        name = f"evalflow-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1").create_bucket(
-            Bucket=name
+        settings = self.env()
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=settings["AWS_DEFAULT_REGION"],
+            aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
         )
+
+    def new_bucket(self, prefix: str = "runs") -> str:
+        """A fresh, empty bucket; returns the s3:// URL of `prefix` in it (EVALFLOW_STORAGE)."""
+
+        name = f"evalflow-{uuid.uuid4().hex[:12]}"
+        self._client().create_bucket(Bucket=name)
         return f"s3://{name}/{prefix}" if prefix else f"s3://{name}"
 
     def keys(self, url: str) -> list[str]:
         """Every object key under an s3:// URL."""
-        import boto3
 
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        client = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+        client = self._client()
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
