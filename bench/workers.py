@@ -111,7 +111,7 @@ def measure(
     text = (REPO / "prefect.yaml").read_text()
     project = work / pool / "prefect.yaml"
     project.write_text(text.replace("name: evalflow\n      job", f"name: {pool}\n      job"))
-    _prefect(env, "work-pool", "create", pool, "--type", "process")
+    _prefect(env, "work-pool", "create", pool, "--type", "process", "--overwrite")
     _prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(project))
     _prefect(env, "work-queue", "create", NIGHTLY_QUEUE, "--pool", pool)
 
