@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from evalflow.automations import save_automation
 from evalflow.errors import AlertSetupError
 from evalflow.regressions import REGRESSION_EVENT
 
@@ -115,7 +116,6 @@ def _automation(block_id: UUID) -> Any:
 def setup_alerts(url: str | None = None) -> Alerts | None:
     """Create or update the notification block and the automation on the server
     PREFECT_API_URL names, for `url` (default: webhook_url()); None when no webhook is set."""
-    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
     api_url = PREFECT_API_URL.value()
@@ -130,13 +130,7 @@ def setup_alerts(url: str | None = None) -> Alerts | None:
             return None
         block_id = _save_block(_check(url))
         automation = _automation(block_id)
-        with get_client(sync_client=True) as client:
-            existing = client.read_automations_by_name(AUTOMATION_NAME)
-        if existing:
-            automation.id = existing[0].id
-            automation.update()
-        else:
-            automation.create()
+        created = save_automation(automation, AUTOMATION_NAME)
     except AlertSetupError:
         raise
     except Exception as exc:  # the server refused or could not be reached
@@ -145,4 +139,4 @@ def setup_alerts(url: str | None = None) -> Alerts | None:
             f"{str(exc).replace(url or '', '<webhook>')[:300]}); check that it is up and run "
             f"`evalflow alerts setup` again"
         ) from None
-    return Alerts(str(api_url), block_id, automation.id, created=not existing)
+    return Alerts(str(api_url), block_id, automation.id, created=created)

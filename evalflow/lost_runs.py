@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+from evalflow.automations import save_automation
 from evalflow.errors import LostRunSetupError
 
 AUTOMATION_NAME = "evalflow lost runs"
@@ -67,7 +68,6 @@ def lost_run_automation(periods: int = PERIODS) -> Any:
 def setup_lost_runs(periods: int = PERIODS) -> UUID:
     """Create or update (idempotent) the lost-run automation on the server PREFECT_API_URL
     names; return its id."""
-    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
     api_url = PREFECT_API_URL.value()
@@ -78,13 +78,7 @@ def setup_lost_runs(periods: int = PERIODS) -> UUID:
         )
     automation = lost_run_automation(periods)
     try:
-        with get_client(sync_client=True) as client:
-            existing = client.read_automations_by_name(AUTOMATION_NAME)
-        if existing:
-            automation.id = existing[0].id
-            automation.update()
-        else:
-            automation.create()
+        save_automation(automation, AUTOMATION_NAME)
     except Exception as exc:  # the server refused or could not be reached
         raise LostRunSetupError(
             f"Prefect server {api_url}: cannot set up the automation {AUTOMATION_NAME!r} "
