@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -20,7 +20,7 @@ from evalflow.project import make_flows_importable
 
 if TYPE_CHECKING:
     from evalflow.plan import RunPlan
-    from evalflow.run_context import RunContext
+    from evalflow.run_context import RunContext, RunWatch
 
 app = typer.Typer(
     help="evalflow: LLM evaluations as scheduled, orchestrated batch jobs.",
@@ -249,6 +249,39 @@ def _prefect_api(api_url: str | None) -> Iterator[None]:
         yield
 
 
+def _flow_in_thread(
+    call: Callable[[], dict[str, Any]], watcher: RunWatch, api_url: str | None
+) -> dict[str, Any]:
+    """The flow's result, the flow run in a thread of its own while this one shows its progress
+    (the run's `watcher`); the flow's error raised here."""
+    from evalflow.run_context import watching
+
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            with watching(watcher), _prefect_api(api_url):
+                outcome["result"] = call()
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    interactive = sys.stderr.isatty()
+    while worker.is_alive():
+        worker.join(timeout=0.5 if interactive else 5.0)
+        if watcher.run is not None:
+            line = _progress_line(watcher.run)
+            sys.stderr.write(line if interactive else line.strip() + "\n")
+            sys.stderr.flush()
+    sys.stderr.write("\n")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    result = outcome["result"]
+    assert isinstance(result, dict)
+    return result
+
+
 @app.command("run")
 def run(
     suite: Annotated[str, typer.Argument(help="suite name (evals/<name>.yaml) or a YAML path")],
@@ -292,10 +325,12 @@ def run(
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, print the run's figures, publish the leaderboard."""
-    from evalflow.preflight import check_endpoints
-    from evalflow.run_context import RunWatch, watching
+    from evalflow.early_answers import asking_early
+    from evalflow.preflight import check_endpoints, check_prefect_api
+    from evalflow.run_context import RunWatch, open_run
     from evalflow.targets import Target
     from evalflow.temporary_server import ready_server, start_temporary_server
+    from evalflow.weave_setup import init_weave
 
     request: dict[str, Any] = {
         "suite": suite,
@@ -316,43 +351,26 @@ def run(
     }
     _use_running_stack()
     server = start_temporary_server()  # first: it starts while this process works
+    if server is None and (api := os.environ.get("PREFECT_API_URL")):
+        check_prefect_api(api)
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
     _quiet_prefect(verbose)
     prefect_starting = _start_prefect_early() if server is None else None
     check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
-    make_flows_importable()
-    from flows.evaluate import evaluate
+    init_weave(plan.parameters.weave_project)
+    # The run's id is held from here, and its rows asked while Prefect gets ready; the flow
+    # runs this plan in this run, and its tasks take the answers.
+    with open_run(plan) as run, asking_early(plan, run):
+        watcher = RunWatch(run=run, opened=run, plan=plan)
+        make_flows_importable()
+        from flows.evaluate import evaluate
 
-    if prefect_starting is not None:
-        prefect_starting.join()
-    api_url = ready_server(server).api_url if server is not None else None
-
-    outcome: dict[str, object] = {}
-    watcher = RunWatch()
-
-    def target() -> None:
-        try:
-            with watching(watcher), _prefect_api(api_url):
-                outcome["result"] = evaluate(**request)
-        except BaseException as exc:  # re-raised in the main thread
-            outcome["error"] = exc
-
-    started = time.monotonic()
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    interactive = sys.stderr.isatty()
-    while worker.is_alive():
-        worker.join(timeout=0.5 if interactive else 5.0)
-        if watcher.run is not None:
-            line = _progress_line(watcher.run)
-            sys.stderr.write(line if interactive else line.strip() + "\n")
-            sys.stderr.flush()
-    sys.stderr.write("\n")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    result = outcome["result"]
-    assert isinstance(result, dict)
+        if prefect_starting is not None:
+            prefect_starting.join()
+        api_url = ready_server(server).api_url if server is not None else None
+        started = time.monotonic()
+        result = _flow_in_thread(lambda: evaluate(**request), watcher, api_url)
     from evalflow.tables import text
 
     typer.echo(f"run {result['run_id']} finished in {time.monotonic() - started:.1f} s")

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import httpx
 
-from evalflow.errors import EndpointUnreachableError, FatalRequestError
+from evalflow.errors import ConfigError, EndpointUnreachableError, FatalRequestError
 from evalflow.targets import Target
 
 TIMEOUT_S = 5.0
@@ -66,3 +66,17 @@ def check_endpoints(targets: list[Target], timeout: float = TIMEOUT_S) -> None:
                     f"{target.spec.model!r} (it lists: {', '.join(sorted(listed)[:20])}): "
                     f"nothing was sent"
                 )
+
+
+def check_prefect_api(api_url: str, timeout: float = TIMEOUT_S) -> None:
+    """Raise when nothing answers at the Prefect API the run would use (PREFECT_API_URL, or
+    the stack's): any HTTP answer will do, only a server that can't be reached is refused."""
+    try:
+        httpx.get(api_url.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"PREFECT_API_URL {api_url}: no Prefect server answers there ({reason}): nothing "
+            f"was sent. Start it (`evalflow up` for the local one), or unset PREFECT_API_URL "
+            f"to run on a temporary server"
+        ) from None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from typing import Any
 
-from evalflow.config import Prompt
+from evalflow.config import Generation, ModelSpec, Prompt, Suite
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError
 
@@ -44,3 +45,25 @@ def render_row(prompt: Prompt, row: Row) -> list[dict[str, str]]:
         last = messages[-1]
         messages[-1] = {**last, "content": f"{last['content']}\n{row.inputs['choices']}"}
     return messages
+
+
+@dataclass(frozen=True)
+class ChunkRequests:
+    """What a chunk sends to one model: each row once per epoch of the suite, in that order."""
+
+    asked: list[Row]
+    epochs: list[int]
+    messages: list[list[dict[str, str]]]
+    generation: Generation
+
+
+def chunk_requests(rows: list[Row], suite: Suite, spec: ModelSpec) -> ChunkRequests:
+    """The requests of a chunk of rows for the model `spec` (the flow's infer-chunk task and
+    the answers asked before the flow starts build them alike)."""
+    asked = [row for _ in range(suite.epochs) for row in rows]
+    return ChunkRequests(
+        asked=asked,
+        epochs=[epoch for epoch in range(suite.epochs) for _ in rows],
+        messages=[render_row(suite.prompt, row) for row in asked],
+        generation=suite.generation.merged(spec.generation),
+    )

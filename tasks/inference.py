@@ -14,11 +14,12 @@ from prefect.futures import PrefectFuture, as_completed
 
 from evalflow.config import Suite
 from evalflow.dataset import Row
+from evalflow.early_answers import Answered
 from evalflow.errors import ChunkFailedError
 from evalflow.inference import Asker, Journal, Target
 from evalflow.judge import Judge, answer_and_judge
 from evalflow.plan import RunPlan
-from evalflow.prompting import render_row
+from evalflow.prompting import ChunkRequests, chunk_requests
 from evalflow.run_context import RunContext
 from evalflow.spool import ResultSpool
 from tasks.limits import ensure_shared_limits, take_shared_slots
@@ -42,8 +43,8 @@ def infer_chunk(
     as it arrives; the answers and judgements go, scored, to the run's spool (the task keeps
     none: return how many answers). Fails (its answers kept in the spool) when its failed
     rows helped the run past its error budget."""
-    asked = [row for _ in range(suite.epochs) for row in rows]
-    epochs = [epoch for epoch in range(suite.epochs) for _ in rows]
+    requests = chunk_requests(rows, suite, target.spec)
+    asked = requests.asked
     take_shared_slots(shared_limit, len(asked))
     graders = []
     for scorer in suite.scorers:
@@ -52,18 +53,27 @@ def infer_chunk(
             limit = (judge_limits or {}).get(scorer.label)
             admit = functools.partial(take_shared_slots, limit, len(asked)) if limit else None
             graders.append(Judge(scorer, judges[scorer.label], journal, admit))
-    messages = [render_row(suite.prompt, row) for row in asked]
-    generation = suite.generation.merged(target.spec.generation)
-    journal = Journal(run.journal_path(target.spec.name, chunk_no))
-    answering = Asker(target, generation, suite.name, run, journal)
+    answering = _answering(target, requests, suite, chunk_no, run)
     answers, judgements = asyncio.run(
-        answer_and_judge(asked, answering, messages, epochs, graders, suite, run)
+        answer_and_judge(asked, answering, requests.messages, requests.epochs, graders, suite, run)
     )
     spool.add(chunk_no, rows, answers, judgements)
     failed = sum(a.error is not None for a in answers)
     if failed and (reason := run.budget.exceeded()):
         raise ChunkFailedError(f"{failed} of {len(asked)} rows failed; the run is past {reason}")
     return len(answers)
+
+
+def _answering(
+    target: Target, requests: ChunkRequests, suite: Suite, chunk_no: int, run: RunContext
+) -> Asker:
+    """Who answers the chunk: the answers `evalflow run` asked before the flow started, when
+    it did (waited for until they are all in), else an Asker of the model (journaled)."""
+    early = run.early.take(target.spec.name, chunk_no) if run.early is not None else None
+    if early is not None:
+        return Answered(target, early, suite.name, run)
+    journal = Journal(run.journal_path(target.spec.name, chunk_no))
+    return Asker(target, requests.generation, suite.name, run, journal)
 
 
 def _settled(outcome: Any) -> None:

@@ -1,0 +1,95 @@
+"""`evalflow run` asks a run's rows while Prefect gets ready: the first request goes out before
+the flow run starts, every row is still asked once, and a run that ends before its flow takes
+those answers keeps them (journaled) and sends nothing more. Real Prefect server, the
+simulated endpoint counting at /_stats, the real openai client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.sorting import FlowRunSort
+
+from evalflow.early_answers import asking_early
+from evalflow.endpoints import SimEndpoint
+from evalflow.plan import RunRequest, plan_run
+from evalflow.run_context import open_run
+from evalflow.weave_setup import init_weave
+from flows.evaluate import evaluate
+from tests.suites import answer_key, questions, write_suite
+
+LIMITS = {"limits": {"max_concurrency": 8, "timeout_s": 10.0}}
+
+
+def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_row_is_asked_once(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint
+) -> None:
+    rows = questions(300)
+    folder = write_suite(tmp_path / "e", "early", rows, sim.base_url, {"oracle": LIMITS})
+    sim.configure(answer_key=answer_key(rows), latency_ms=20)
+    reset_at = time.time()
+    done = subprocess.run(
+        [sys.executable, "-m", "evalflow.cli", "run", "early", "--chunk-size", "100"],
+        env={**os.environ, "EVALFLOW_EVALS_DIR": str(folder), "PREFECT_API_URL": prefect_server},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    stats = sim.stats()
+    assert stats["by_status"] == {"200": 300}
+    assert stats["repeated"] == 0
+    first_request = reset_at + stats["first_request_after_s"]
+    named = FlowRunFilter(name=FlowRunFilterName(any_=["early: the suite's models"]))
+    with get_client(sync_client=True) as client:
+        (flow_run,) = client.read_flow_runs(
+            flow_run_filter=named,
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+    assert flow_run.start_time is not None
+    assert first_request < flow_run.start_time.timestamp(), (first_request, flow_run.start_time)
+    folder_line = next(line for line in done.stdout.splitlines() if line.startswith("results: "))
+    results = pd.read_parquet(Path(folder_line.removeprefix("results: ")) / "results.parquet")
+    assert len(results) == 300 and results["error"].isna().all()
+    assert "oracle  1.000" in done.stdout
+
+
+def test_a_run_ended_before_its_flow_took_the_early_answers_keeps_them_and_sends_no_more(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = questions(400)
+    folder = write_suite(tmp_path / "e", "halted", rows, sim.base_url, {"oracle": LIMITS})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(rows), latency_ms=100)
+    plan = plan_run(RunRequest(suite="halted", chunk_size=50, weave_project="local/halted"))
+    init_weave("local/halted")
+    with open_run(plan) as run, asking_early(plan, run):
+        deadline = time.monotonic() + 60
+        while run.progress.snapshot()["done"] < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # The context closed: nothing is in flight, nothing more is sent.
+    sent = sim.stats()["by_status"].get("200", 0)
+    time.sleep(0.5)
+    assert sim.stats()["by_status"].get("200", 0) == sent
+    assert 40 <= sent < 400  # a window of chunks at most, not the whole dataset
+    journaled = sum(
+        len(path.read_text().splitlines())
+        for path in (Path(run.folder) / "answers").rglob("*.jsonl")
+    )
+    assert journaled == sent  # every answer paid for is saved
+
+    result = evaluate(suite="halted", chunk_size=50, weave_project="local/halted")
+    stats = sim.stats()
+    assert stats["by_status"] == {"200": 400}  # across both: each row paid once
+    assert stats["repeated"] == 0
+    assert result["run_id"] == plan.run_id
+    (figures,) = result["summary"]
+    assert figures["rows"] == 400 and figures["exact_match"] == 1.0
