@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import sys
 import threading
@@ -359,6 +360,7 @@ def run(
     prefect_starting = _start_prefect_early() if server is None else None
     check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
     init_weave(plan.parameters.weave_project)
+    gc.freeze()  # see below
     # The run's id is held from here, and its rows asked while Prefect gets ready; the flow
     # runs this plan in this run, and its tasks take the answers.
     with open_run(plan) as run, asking_early(plan, run):
@@ -366,6 +368,9 @@ def run(
         make_flows_importable()
         from flows.evaluate import evaluate
 
+        # The modules and the plan live until the process exits: the collector need not
+        # walk them again on every full collection while rows are answered (gc.freeze).
+        gc.freeze()
         if prefect_starting is not None:
             prefect_starting.join()
         api_url = ready_server(server).api_url if server is not None else None
@@ -892,6 +897,8 @@ def main() -> None:
         if not note_termination(exc) and stop_signal() is None:
             raise
     finally:
+        # What is left lives until the exit: no collection walks it again at the exit.
+        gc.freeze()
         signum = stop_signal()
         if signum is not None:
             exit_after_signal(signum)

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evalflow.endpoints import SimEndpoint
+from evalflow.endpoints import SimEndpoint, SimProfile
 from evalflow.endpoints.process import free_port, port_in_use
 from tests.suites import answer_key, questions, write_suite
 
@@ -252,7 +252,8 @@ def stopped_run(
     endpoint, SIGTERMed once 8 answers are in; then the same command again, to the end."""
     folder = tmp_path_factory.mktemp("stopped-run")
     rows = questions(40)
-    sim_server.configure(answer_key=answer_key(rows), latency_ms=400)
+    # The session's endpoint as the default profile makes it (no key asked), whatever ran before.
+    sim_server.configure(**SimProfile(answer_key=answer_key(rows), latency_ms=400).model_dump())
     evals = write_suite(folder / "evals", "slow", rows, sim_server.base_url, {"oracle": {}})
     home, user_home = folder / "home", folder / "user"
     user_home.mkdir()
@@ -325,7 +326,8 @@ def test_a_killed_run_leaves_no_temporary_prefect_server(
     """SIGKILL gives evalflow no chance to stop anything: the temporary Prefect server it
     started ends with it all the same (the kernel's parent-death signal)."""
     rows = questions(40)
-    sim_server.configure(answer_key=answer_key(rows), latency_ms=400)
+    # The session's endpoint as the default profile makes it (no key asked), whatever ran before.
+    sim_server.configure(**SimProfile(answer_key=answer_key(rows), latency_ms=400).model_dump())
     evals = write_suite(tmp_path / "evals", "slow", rows, sim_server.base_url, {"oracle": {}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(EVALFLOW_HOME=str(tmp_path / "home"), EVALFLOW_EVALS_DIR=str(evals))
