@@ -28,7 +28,7 @@ from tests.suites import answer_key, questions, write_suite
 LIMITS = {"limits": {"max_concurrency": 8, "timeout_s": 10.0}}
 
 
-def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_row_is_asked_once(
+def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_request_is_sent_once(
     prefect_server: str, tmp_path: Path, sim: SimEndpoint
 ) -> None:
     rows = questions(300)
@@ -36,7 +36,17 @@ def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_row_is_a
     sim.configure(answer_key=answer_key(rows), latency_ms=20)
     reset_at = time.time()
     done = subprocess.run(
-        [sys.executable, "-m", "evalflow.cli", "run", "early", "--chunk-size", "100"],
+        [
+            sys.executable,
+            "-m",
+            "evalflow.cli",
+            "run",
+            "early",
+            "--chunk-size",
+            "100",
+            "--epochs",
+            "2",
+        ],
         env={**os.environ, "EVALFLOW_EVALS_DIR": str(folder), "PREFECT_API_URL": prefect_server},
         capture_output=True,
         text=True,
@@ -44,8 +54,7 @@ def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_row_is_a
     )
     assert done.returncode == 0, done.stderr
     stats = sim.stats()
-    assert stats["by_status"] == {"200": 300}
-    assert stats["repeated"] == 0
+    assert stats["by_status"] == {"200": 600}  # 300 rows, 2 epochs: each request once
     first_request = reset_at + stats["first_request_after_s"]
     named = FlowRunFilter(name=FlowRunFilterName(any_=["early: the suite's models"]))
     with get_client(sync_client=True) as client:
@@ -58,7 +67,10 @@ def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_row_is_a
     assert first_request < flow_run.start_time.timestamp(), (first_request, flow_run.start_time)
     folder_line = next(line for line in done.stdout.splitlines() if line.startswith("results: "))
     results = pd.read_parquet(Path(folder_line.removeprefix("results: ")) / "results.parquet")
-    assert len(results) == 300 and results["error"].isna().all()
+    assert len(results) == 600 and results["error"].isna().all()
+    assert sorted(results.groupby("row_id")["epoch"].apply(sorted).map(tuple).unique()) == [(0, 1)]
+    # oracle answers every question right: each answer went to its own row and epoch
+    assert (results["output"] == results["target"]).all()
     assert "oracle  1.000" in done.stdout
 
 
