@@ -363,7 +363,8 @@ def run(
     gc.freeze()  # see below
     # The run's id is held from here, and its rows asked while Prefect gets ready; the flow
     # runs this plan in this run, and its tasks take the answers.
-    with open_run(plan) as run, asking_early(plan, run):
+    with open_run(plan) as run, asking_early(plan, run) as early:
+        early.wait_sending()
         watcher = RunWatch(run=run, opened=run, plan=plan)
         make_flows_importable()
         from flows.evaluate import evaluate

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -33,6 +34,10 @@ from evalflow.run_context import RunContext
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
 WINDOW = 4  # chunks asked ahead of the tasks (the evaluate flow's task runner: 4 threads)
+
+
+class _NotAsked(Exception):
+    """A chunk the early answers did not ask: its task asks it."""
 
 
 def answers_early(spec: ModelSpec) -> bool:
@@ -54,6 +59,7 @@ class EarlyAnswers:
         self._lock = threading.Lock()
         self._room = threading.Semaphore(WINDOW)
         self._closing = False
+        self._ended = False
         self._thread = threading.Thread(target=self._main, name="evalflow-early", daemon=True)
 
     @property
@@ -66,9 +72,24 @@ class EarlyAnswers:
             self._thread.start()
         return self
 
+    def wait_sending(self, timeout: float = 1.0) -> None:
+        """Wait (at most `timeout`) until the first request is on its way: what the user waits
+        for first gets the CPU before the flow's imports, which have seconds to spare."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            progress = self._run.progress.snapshot()
+            if progress["waiting"] or progress["done"]:  # a request holds or awaits a slot
+                return
+            time.sleep(0.005)
+
     def _future(self, model: str, chunk_no: int) -> Future[list[Answer]]:
         with self._lock:
-            return self._chunks.setdefault((model, chunk_no), Future())
+            future = self._chunks.get((model, chunk_no))
+            if future is None:
+                future = self._chunks[(model, chunk_no)] = Future()
+                if self._ended:  # the thread is gone: this chunk was not asked
+                    future.set_exception(_NotAsked())
+            return future
 
     def take(self, model: str, chunk_no: int) -> list[Answer] | None:
         """The answers to a chunk asked early, once they are all in (None: not asked early;
@@ -78,13 +99,24 @@ class EarlyAnswers:
         future = self._future(model, chunk_no)
         try:
             return future.result()
+        except _NotAsked:
+            return None
         finally:
             with self._lock:
                 self._chunks.pop((model, chunk_no), None)
             self._room.release()
 
     def _main(self) -> None:
-        asyncio.run(self._ask_all())
+        try:
+            asyncio.run(self._ask_all())
+        finally:
+            # Whatever was not asked (the run closing, or a failure of this thread) is left
+            # to the tasks: a task never waits for a chunk nobody asks.
+            with self._lock:
+                self._ended = True
+                for future in self._chunks.values():
+                    if not future.done():
+                        future.set_exception(_NotAsked())
 
     def _in_order(self) -> Iterator[tuple[Target, int, list[Row]]]:
         """Every (model, chunk) asked early, in the order the flow submits its tasks."""
