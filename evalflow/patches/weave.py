@@ -63,7 +63,9 @@ OP_ANNOTATIONS = frozenset(
 OP_METHODS = frozenset({"__call__", "__get__"})
 # Values weave walks in every call's inputs and output, never ops: an instance of exactly one
 # of these types has no attribute of its own, nor any of Op's on its class.
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict, set})
+_PLAIN_TYPES: frozenset[type] = frozenset(
+    {str, int, float, bool, type(None), bytes, list, tuple, dict, set}
+)
 
 
 def wandb_drift() -> list[str]:
