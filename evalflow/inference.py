@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
+import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar
 
@@ -28,7 +30,7 @@ import weave
 from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import BudgetStop, EvalflowError, FatalRequestError, StorageError
-from evalflow.limiter import EndpointLimiter, Slot, estimate_tokens, limiter_for
+from evalflow.limiter import Slot, SlotHold, estimate_tokens, limiter_for
 from evalflow.patches.openai import skip_plain_chat_transform
 from evalflow.retry import MalformedResponseError, is_fatal, retrying
 from evalflow.run_context import RunContext
@@ -64,6 +66,15 @@ class Answer:
     error: str | None = None
     request: str = ""  # the digest of the request (request_digest)
     epoch: int = 0  # which of the row's repeated samples (a suite's epochs)
+
+
+_ANSWER_FIELDS = tuple(f.name for f in fields(Answer))
+
+
+def _fields(answer: Answer) -> dict[str, Any]:
+    """What `dataclasses.asdict` gives for an Answer (its fields are plain values), without
+    its deep copy of every value."""
+    return {name: getattr(answer, name) for name in _ANSWER_FIELDS}
 
 
 class Journal:
@@ -114,7 +125,7 @@ class Journal:
     def append(self, answers: list[Answer]) -> None:
         """Write and flush the answers: a crash after this keeps them. A failed write (disk
         full, read-only) is a StorageError: the run must stop, as no answer could be kept."""
-        data = "".join(json.dumps(asdict(a)) + "\n" for a in answers).encode()
+        data = "".join(json.dumps(_fields(a)) + "\n" for a in answers).encode()
         if self._segments is not None:  # written by its thread, within a fraction of a second
             self._segments.append(data)
             return
@@ -166,100 +177,6 @@ def _fatal(target: Target, exc: openai.APIStatusError) -> FatalRequestError:
     )
 
 
-async def _answer_row(
-    client: openai.AsyncOpenAI,
-    target: Target,
-    row: Row,
-    messages: list[dict[str, str]],
-    generation: Generation,
-    suite: str,
-    run: RunContext,
-    request: str,
-    epoch: int = 0,
-    extra: dict[str, str] | None = None,
-) -> Answer:
-    spec = target.spec
-    limiter = limiter_for(target.base_url, spec.model, spec.limits)
-    params = generation.model_dump(exclude_none=True)
-    estimate = estimate_tokens(messages, generation.max_tokens)
-    attributes: dict[str, Any] = {
-        "evalflow.suite": suite,
-        "evalflow.model": spec.name,
-        "evalflow.row_id": row.id,
-        "evalflow.epoch": epoch,
-        **(extra or {}),
-    }
-    attempts = 0
-    started = time.monotonic()
-    try:
-        async for attempt in retrying(spec.limits):
-            with attempt:
-                attempts += 1
-                if attempts > 1:
-                    run.progress.add(retries=1)
-                async with _slot(limiter, estimate, run) as slot:
-                    if reason := run.budget.exceeded():  # checked once a slot is ours
-                        attempts -= 1
-                        raise BudgetStop(f"not sent: past {reason}")
-                    sent = time.monotonic()
-                    try:
-                        with weave.attributes(attributes):
-                            response = await client.chat.completions.create(
-                                model=spec.model,
-                                messages=messages,  # type: ignore[arg-type]
-                                **params,
-                            )
-                    except openai.RateLimitError:
-                        limiter.concurrency.on_rate_limited()
-                        raise
-                    if not response.choices or response.choices[0].message is None:
-                        raise MalformedResponseError("no choices in the answer")
-                    usage = response.usage
-                    tokens = usage.total_tokens if usage else estimate
-                    slot.settle(tokens)
-                    prompt = usage.prompt_tokens if usage else 0
-                    completion = usage.completion_tokens if usage else 0
-                    run.budget.spend(tokens, spec.cost_of(prompt, completion) or 0.0)
-                    limiter.concurrency.on_success()
-                    return Answer(
-                        model=spec.name,
-                        row_id=row.id,
-                        index=row.index,
-                        output=response.choices[0].message.content or "",
-                        latency_s=time.monotonic() - sent,
-                        prompt_tokens=usage.prompt_tokens if usage else 0,
-                        completion_tokens=usage.completion_tokens if usage else 0,
-                        attempts=attempts,
-                        request=request,
-                        epoch=epoch,
-                    )
-    except openai.APIStatusError as exc:
-        if is_fatal(exc):
-            raise _fatal(target, exc) from None
-        failure: BaseException = exc
-    except (
-        openai.APIConnectionError,
-        MalformedResponseError,
-        json.JSONDecodeError,
-        BudgetStop,
-    ) as exc:
-        failure = exc
-    return Answer(
-        model=spec.name,
-        row_id=row.id,
-        index=row.index,
-        output=None,
-        latency_s=time.monotonic() - started,
-        prompt_tokens=0,
-        completion_tokens=0,
-        attempts=attempts,
-        error_class=type(failure).__name__,
-        error=target.redact(str(failure))[:500],
-        request=request,
-        epoch=epoch,
-    )
-
-
 Kind = Literal["answer", "judge"]
 # The progress counters each kind of request moves: done, reused, failed.
 _COUNTERS: dict[str, tuple[str, str, str]] = {
@@ -298,6 +215,11 @@ class Asker:
         self.kind = kind
         self.reusable = reusable
         self.attributes = attributes
+        spec = target.spec
+        self._limiter = limiter_for(target.base_url, spec.model, spec.limits)
+        # Sent with every request (as the client's default is): weave's trace then shows the
+        # timeout, not the SDK's NOT_GIVEN default, which it encodes through every serializer.
+        self._request_params: dict[str, Any] = {"timeout": spec.limits.timeout_s, **self.params}
         self._saved: dict[str, Answer] = {}
         self._client: openai.AsyncOpenAI | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -331,6 +253,7 @@ class Asker:
                     max_keepalive_connections=limits.max_concurrency,
                 ),
                 timeout=limits.timeout_s,
+                verify=_ssl_context(),
             )
             self._client = await self._stack.enter_async_context(
                 openai.AsyncOpenAI(
@@ -347,6 +270,9 @@ class Asker:
     def saved(self, row: Row, messages: list[dict[str, str]], epoch: int = 0) -> Answer | None:
         """The journal's answer to this very request, if it may be reused."""
         digest = request_digest(self.target.spec, messages, self.params, epoch)
+        return self._reusable(row, digest, epoch)
+
+    def _reusable(self, row: Row, digest: str, epoch: int) -> Answer | None:
         found = self._saved.get(digest)
         if found is None or found.error is not None:
             return None
@@ -357,25 +283,14 @@ class Asker:
 
     async def ask(self, row: Row, messages: list[dict[str, str]], epoch: int = 0) -> Answer:
         """The answer to one request: reused from the journal, else asked (and journaled)."""
-        reused = self.saved(row, messages, epoch)
+        digest = request_digest(self.target.spec, messages, self.params, epoch)
+        reused = self._reusable(row, digest, epoch)
         if reused is not None:
             done, reused_counter, _ = _COUNTERS[self.kind]
             self.run.progress.add(**{done: 1, reused_counter: 1})
             return reused
-        digest = request_digest(self.target.spec, messages, self.params, epoch)
         client = await self._connected()
-        answer = await _answer_row(
-            client,
-            self.target,
-            row,
-            messages,
-            self.generation,
-            self.suite,
-            self.run,
-            digest,
-            epoch,
-            self.attributes,
-        )
+        answer = await self._answer(client, row, messages, digest, epoch)
         if self.journal is not None and answer.error is None:
             self.journal.append([answer])
         failed = answer.error is not None
@@ -384,6 +299,96 @@ class Asker:
         done, _, errors = _COUNTERS[self.kind]
         self.run.progress.add(**{done: 1, errors: failed})
         return answer
+
+    async def _answer(
+        self,
+        client: openai.AsyncOpenAI,
+        row: Row,
+        messages: list[dict[str, str]],
+        request: str,
+        epoch: int,
+    ) -> Answer:
+        """Send one request under the endpoint's limits, retried; a failed one is kept with
+        its error class, a fatal one raises FatalRequestError."""
+        target, run, limiter = self.target, self.run, self._limiter
+        spec = target.spec
+        estimate = estimate_tokens(messages, self.generation.max_tokens)
+        attributes: dict[str, Any] = {
+            "evalflow.suite": self.suite,
+            "evalflow.model": spec.name,
+            "evalflow.row_id": row.id,
+            "evalflow.epoch": epoch,
+            **(self.attributes or {}),
+        }
+        attempts = 0
+        started = time.monotonic()
+        try:
+            async for attempt in retrying(spec.limits):
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        run.progress.add(retries=1)
+                    async with _Waiting(limiter.slot(estimate), run) as slot:
+                        if reason := run.budget.exceeded():  # checked once a slot is ours
+                            attempts -= 1
+                            raise BudgetStop(f"not sent: past {reason}")
+                        sent = time.monotonic()
+                        try:
+                            with weave.attributes(attributes):
+                                response = await client.chat.completions.create(
+                                    model=spec.model,
+                                    messages=messages,  # type: ignore[arg-type]
+                                    **self._request_params,
+                                )
+                        except openai.RateLimitError:
+                            limiter.concurrency.on_rate_limited()
+                            raise
+                        if not response.choices or response.choices[0].message is None:
+                            raise MalformedResponseError("no choices in the answer")
+                        usage = response.usage
+                        tokens = usage.total_tokens if usage else estimate
+                        slot.settle(tokens)
+                        prompt = usage.prompt_tokens if usage else 0
+                        completion = usage.completion_tokens if usage else 0
+                        run.budget.spend(tokens, spec.cost_of(prompt, completion) or 0.0)
+                        limiter.concurrency.on_success()
+                        return Answer(
+                            model=spec.name,
+                            row_id=row.id,
+                            index=row.index,
+                            output=response.choices[0].message.content or "",
+                            latency_s=time.monotonic() - sent,
+                            prompt_tokens=prompt,
+                            completion_tokens=completion,
+                            attempts=attempts,
+                            request=request,
+                            epoch=epoch,
+                        )
+        except openai.APIStatusError as exc:
+            if is_fatal(exc):
+                raise _fatal(target, exc) from None
+            failure: BaseException = exc
+        except (
+            openai.APIConnectionError,
+            MalformedResponseError,
+            json.JSONDecodeError,
+            BudgetStop,
+        ) as exc:
+            failure = exc
+        return Answer(
+            model=spec.name,
+            row_id=row.id,
+            index=row.index,
+            output=None,
+            latency_s=time.monotonic() - started,
+            prompt_tokens=0,
+            completion_tokens=0,
+            attempts=attempts,
+            error_class=type(failure).__name__,
+            error=target.redact(str(failure))[:500],
+            request=request,
+            epoch=epoch,
+        )
 
 
 async def gather_in_order(coroutines: list[Coroutine[Any, Any, T]]) -> list[T]:
@@ -436,16 +441,32 @@ async def answer_chunk(
         )
 
 
-@contextlib.asynccontextmanager
-async def _slot(limiter: EndpointLimiter, estimate: int, run: RunContext) -> AsyncIterator[Slot]:
+class _Waiting:
     """A slot under the endpoint's limits; the request counts as waiting until it holds one."""
-    async with contextlib.AsyncExitStack() as stack:
-        run.progress.add(waiting=1)
+
+    __slots__ = ("_hold", "_run")
+
+    def __init__(self, hold: SlotHold, run: RunContext) -> None:
+        self._hold = hold
+        self._run = run
+
+    async def __aenter__(self) -> Slot:
+        self._run.progress.add(waiting=1)
         try:
-            slot = await stack.enter_async_context(limiter.slot(estimate))
+            return await self._hold.__aenter__()
         finally:
-            run.progress.add(waiting=-1)
-        yield slot
+            self._run.progress.add(waiting=-1)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._hold.__aexit__(*exc)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The TLS context every client of this process verifies with: the one httpx builds by
+    default (SSL_CERT_FILE and SSL_CERT_DIR honoured), built once; loading the CA bundle
+    costs about 15 ms, once per client (so per chunk) before."""
+    return httpx2.create_ssl_context()
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

@@ -11,8 +11,6 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from evalflow.config import Limits
@@ -144,8 +142,11 @@ class EndpointLimiter:
         self.tokens = PaceGate(limits.tpm) if limits.tpm else None
         self.concurrency = AdaptiveConcurrency(limits.max_concurrency)
 
-    @asynccontextmanager
-    async def slot(self, estimated_tokens: int) -> AsyncIterator[Slot]:
+    def slot(self, estimated_tokens: int) -> SlotHold:
+        """`async with limiter.slot(tokens) as slot:` a request's place under every limit."""
+        return SlotHold(self, estimated_tokens)
+
+    async def _take(self, estimated_tokens: int) -> None:
         await self.concurrency.acquire()
         try:
             delay = 0.0
@@ -155,9 +156,27 @@ class EndpointLimiter:
                 delay = max(delay, self.tokens.reserve(estimated_tokens))
             if delay > 0:
                 await asyncio.sleep(delay)
-            yield Slot(self, estimated_tokens)
-        finally:
+        except BaseException:
             self.concurrency.release()
+            raise
+
+
+class SlotHold:
+    """Holds a place under the limiter's limits from `async with` until its end (a class, not
+    a generator-based context manager: it is entered once per request)."""
+
+    __slots__ = ("_estimate", "_limiter")
+
+    def __init__(self, limiter: EndpointLimiter, estimated_tokens: int) -> None:
+        self._limiter = limiter
+        self._estimate = estimated_tokens
+
+    async def __aenter__(self) -> Slot:
+        await self._limiter._take(self._estimate)
+        return Slot(self._limiter, self._estimate)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._limiter.concurrency.release()
 
 
 _limiters: dict[tuple[str, str, str], EndpointLimiter] = {}

@@ -88,6 +88,7 @@ def weave_store_folder() -> Path:
 def _local_client(project: str) -> Any:
     from weave.integrations.patch import implicit_patch, register_import_hook
     from weave.trace.context.weave_client_context import set_weave_client_global
+    from weave.trace.settings import override_settings
     from weave.trace.weave_client import WeaveClient
 
     from evalflow.weave_local.server import LocalTraceServer
@@ -102,12 +103,17 @@ def _local_client(project: str) -> Any:
     # An unusable file (a directory, not a database, damaged) raises WeaveStoreError naming it.
     server = LocalTraceServer(folder / f"{project}.sqlite")
     # The store implements the part of the interface the client uses (not the W&B-only parts).
-    client = WeaveClient(
-        "local",
-        project,
-        server,  # type: ignore[arg-type]
-        ensure_project_exists=False,
-    )
+    # Its call starts and ends only queue a row (written behind by the store's own thread), so
+    # weave sends them in the calling thread (client_parallelism 0) rather than handing each
+    # to its thread pool: the hand-over cost more CPU than the work (bench/scale_findings.md,
+    # "CPU per row"). WEAVE_CLIENT_PARALLELISM, when set, still wins.
+    with override_settings(client_parallelism=0):
+        client = WeaveClient(
+            "local",
+            project,
+            server,  # type: ignore[arg-type]
+            ensure_project_exists=False,
+        )
     set_weave_client_global(client)
     implicit_patch()
     register_import_hook()

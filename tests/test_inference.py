@@ -4,7 +4,10 @@ retries, limits and fail-fast errors, read at the endpoint's /_stats."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +15,8 @@ from evalflow.config import Generation, Limits, ModelSpec
 from evalflow.dataset import Row
 from evalflow.endpoints import SimEndpoint
 from evalflow.errors import FatalRequestError
-from evalflow.inference import Answer, Target, answer_chunk
+from evalflow.inference import Answer, Journal, Target, answer_chunk
+from evalflow.run_context import RunContext
 
 ROWS = [Row(str(i), i, {"question": f"question {i}?"}, f"answer {i}", {}) for i in range(300)]
 KEY = {f"question {i}?": f"answer {i}" for i in range(300)}
@@ -162,3 +166,55 @@ def test_request_bodies_are_what_the_sdks_own_transform_sends(
     # Content parts (not plain strings) are left to the SDK's transform.
     parts = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
     assert plain_chat_body({"model": "m", "messages": [parts]}) is None
+
+
+def test_each_request_is_traced_with_its_inputs_and_output_and_journaled_whole(
+    sim: SimEndpoint, evalflow_home: Path, tmp_path: Path
+) -> None:
+    """What the CPU work on the request path must keep: one Weave call per request, with the
+    messages, model, output and evalflow's attributes, and one journal line per answer holding
+    every field of the Answer."""
+    from evalflow.weave_setup import flush_weave, init_weave
+
+    sim.configure(answer_key=KEY)
+    project = "local/traced-requests"
+    client = init_weave(project)
+    rows = ROWS[:20]
+    messages = [[{"role": "user", "content": r.inputs["question"]}] for r in rows]
+    spec = ModelSpec(name="oracle", model="oracle", endpoint=sim.base_url)
+    journal = Journal(tmp_path / "answers.jsonl")
+    answers = asyncio.run(
+        answer_chunk(
+            rows,
+            Target(spec, sim.base_url),
+            messages,
+            Generation(max_tokens=16),
+            "traced",
+            RunContext("traced-requests"),
+            journal,
+        )
+    )
+    assert [a.output for a in answers] == [r.target for r in rows]
+    flush_weave(client)
+    op = f"weave:///{project}/op/openai.chat.completions.create:*"
+    calls = {
+        c.attributes["evalflow.row_id"]: c
+        for c in client.get_calls(filter={"op_names": [op]})
+        if c.attributes.get("evalflow.suite") == "traced"
+    }
+    assert sorted(calls) == sorted(r.id for r in rows)
+    for row, sent, answer in zip(rows, messages, answers, strict=True):
+        call = calls[row.id]
+        assert call.inputs["messages"] == sent
+        assert (call.inputs["model"], call.inputs["max_tokens"]) == ("oracle", 16)
+        assert call.output["choices"][0]["message"]["content"] == answer.output
+        assert (call.attributes["evalflow.model"], call.attributes["evalflow.epoch"]) == (
+            "oracle",
+            0,
+        )
+        assert call.ended_at is not None and call.exception is None
+    lines = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    by_row = {line["row_id"]: line for line in lines}
+    assert len(lines) == len(rows)
+    assert [by_row[a.row_id] for a in answers] == [asdict(a) for a in answers]
+    assert Journal(tmp_path / "answers.jsonl").load() == {a.request: a for a in answers}

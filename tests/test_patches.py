@@ -116,7 +116,8 @@ def _is_op_samples() -> list[object]:
         return x
 
     answerer = Answerer()
-    return [traced, answerer.predict, Answerer.predict, plain, len, HalfOp(), None, 3, answerer]
+    values = [None, 3, 2.5, True, "text", b"bytes", [1], (1,), {"a": 1}, {1}]
+    return [traced, answerer.predict, Answerer.predict, plain, len, HalfOp(), answerer, *values]
 
 
 def test_weave_is_op_is_as_verified_and_the_attribute_check_agrees() -> None:

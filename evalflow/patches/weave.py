@@ -61,6 +61,11 @@ OP_ANNOTATIONS = frozenset(
     }
 )
 OP_METHODS = frozenset({"__call__", "__get__"})
+# Values weave walks in every call's inputs and output, never ops: an instance of exactly one
+# of these types has no attribute of its own, nor any of Op's on its class.
+_PLAIN_TYPES: frozenset[type] = frozenset(
+    {str, int, float, bool, type(None), bytes, list, tuple, dict, set}
+)
 
 
 def wandb_drift() -> list[str]:
@@ -113,6 +118,9 @@ def is_op_drift() -> list[str]:
     members = frozenset(typing._get_protocol_attrs(op))  # type: ignore[attr-defined]
     if members - annotations != OP_METHODS:
         problems.append(f"isinstance(x, Op) also checks {sorted(members - annotations)}")
+    for plain in _PLAIN_TYPES:
+        if found := sorted(name for name in annotations if hasattr(plain, name)):
+            problems.append(f"{plain.__name__} has Op's members {found}: it may be an op")
     for name in IS_OP_USERS:
         if getattr(importlib.import_module(name), "is_op", None) is None:
             problems.append(f"{name} no longer binds is_op")
@@ -155,6 +163,8 @@ def _attribute_is_op() -> Any:
     attributes = tuple(op_module.Op.__annotations__)
 
     def is_op(obj: Any) -> bool:
+        if type(obj) in _PLAIN_TYPES:  # no instance attributes, and their classes have none
+            return False
         return all(hasattr(obj, name) for name in attributes)
 
     is_op.__wrapped_is_op__ = op_module.is_op  # type: ignore[attr-defined]
