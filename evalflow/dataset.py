@@ -7,8 +7,10 @@ import io
 import json
 import numbers
 import os
+import pickle
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -227,50 +229,29 @@ def _choice_row(
 
 def load_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> list[Row]:
     """Every row of the dataset, validated; one DatasetError naming every bad row otherwise."""
-    rows: list[Row] = []
+    return list(_valid_rows(source, spec, limit))
+
+
+def store_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> RowStore:
+    """Every row of the dataset, validated (as load_rows), kept compactly (RowStore)."""
+    return RowStore.of(_valid_rows(source, spec, limit))
+
+
+def _valid_rows(source: str, spec: DatasetSpec, limit: int | None) -> Iterator[Row]:
+    """The dataset's rows, validated, one at a time; once every row is read, one DatasetError
+    naming every bad row (so rows already given are not to be used until the end)."""
+    count = 0
     problems: list[str] = []
     seen_ids: dict[str, str] = {}
     for index, (where, record) in enumerate(_records(source)):
-        if limit is not None and len(rows) >= limit and not problems:
+        if limit is not None and count >= limit and not problems:
             break
-        if isinstance(record, str):
-            problems.append(f"{where}: {record}")
+        row = _valid_row(spec, index, count, where, record, seen_ids)
+        if isinstance(row, str):
+            problems.append(f"{where}: {row}")
             continue
-        wanted = (*spec.input_fields, spec.target_field, *filter(None, [spec.choices_field]))
-        missing = [f for f in wanted if f not in record]
-        if spec.id_field and spec.id_field not in record:
-            missing.append(spec.id_field)
-        if missing:
-            problems.append(
-                f"{where}: missing field{'s' if len(missing) > 1 else ''} "
-                + ", ".join(repr(m) for m in missing)
-            )
-            continue
-        found = [
-            problem
-            for name in spec.input_fields
-            if (problem := _field_problem(name, record[name], target=False))
-        ]
-        if problem := _field_problem(spec.target_field, record[spec.target_field], target=True):
-            found.append(problem)
-        if found:
-            problems.append(f"{where}: " + "; ".join(found))
-            continue
-        row_id = str(record[spec.id_field]) if spec.id_field else str(index)
-        if row_id in seen_ids:
-            problems.append(f"{where}: id {row_id!r} repeats {seen_ids[row_id]}")
-            continue
-        seen_ids[row_id] = where
-        record = {sys.intern(str(k)): v for k, v in record.items()}
-        inputs = {name: record[name] for name in spec.input_fields}
-        if spec.choices_field is None:
-            rows.append(Row(row_id, len(rows), inputs, record[spec.target_field], record))
-            continue
-        choice_row = _choice_row(spec, row_id, len(rows), inputs, record)
-        if isinstance(choice_row, str):
-            problems.append(f"{where}: {choice_row}")
-        else:
-            rows.append(choice_row)
+        count += 1
+        yield row
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = (
@@ -280,6 +261,110 @@ def load_rows(source: str, spec: DatasetSpec, limit: int | None = None) -> list[
             f"dataset {source}: {len(problems)} bad row{'s' if len(problems) > 1 else ''}, "
             f"nothing was sent:\n  {listed}{more}"
         )
-    if not rows:
+    if not count:
         raise DatasetError(f"dataset {source}: no rows (the file is empty)")
-    return rows
+
+
+def _valid_row(
+    spec: DatasetSpec,
+    index: int,
+    position: int,
+    where: str,
+    record: dict[str, Any] | str,
+    seen_ids: dict[str, str],
+) -> Row | str:
+    """The record as the row at `position`, or what is wrong with it (`seen_ids`: the ids
+    given so far, where they were; this row's is added)."""
+    if isinstance(record, str):
+        return record
+    wanted = (*spec.input_fields, spec.target_field, *filter(None, [spec.choices_field]))
+    missing = [f for f in wanted if f not in record]
+    if spec.id_field and spec.id_field not in record:
+        missing.append(spec.id_field)
+    if missing:
+        return f"missing field{'s' if len(missing) > 1 else ''} " + ", ".join(
+            repr(m) for m in missing
+        )
+    found = [
+        problem
+        for name in spec.input_fields
+        if (problem := _field_problem(name, record[name], target=False))
+    ]
+    if problem := _field_problem(spec.target_field, record[spec.target_field], target=True):
+        found.append(problem)
+    if found:
+        return "; ".join(found)
+    row_id = str(record[spec.id_field]) if spec.id_field else str(index)
+    if row_id in seen_ids:
+        return f"id {row_id!r} repeats {seen_ids[row_id]}"
+    seen_ids[row_id] = where
+    record = {sys.intern(str(k)): v for k, v in record.items()}
+    inputs = {name: record[name] for name in spec.input_fields}
+    if spec.choices_field is None:
+        return Row(row_id, position, inputs, record[spec.target_field], record)
+    return _choice_row(spec, row_id, position, inputs, record)
+
+
+BLOCK_ROWS = 1000  # rows per block of a RowStore
+
+
+class RowStore:
+    """A dataset's rows, kept compactly: blocks of BLOCK_ROWS rows, each a zlib-compressed
+    pickle (a block that cannot be pickled, as rows read from Weave may be, stays a list of
+    rows). Rows are made again from a block when read, one block at a time, so that reading
+    the rows holds one block's, not every row (a `Row` took 667 bytes with three short
+    fields; a block's bytes take a few tens a row). Read it by `chunks(size)` or by
+    iterating; the rows are equal to those it was made of, in the same order."""
+
+    def __init__(self, blocks: list[bytes | list[Row]], count: int) -> None:
+        self._blocks = blocks
+        self._count = count
+
+    @classmethod
+    def of(cls, rows: Iterable[Row], block_rows: int = BLOCK_ROWS) -> RowStore:
+        """Keep `rows` (read once, one block at a time)."""
+        blocks: list[bytes | list[Row]] = []
+        count = 0
+        block: list[Row] = []
+        for row in rows:
+            block.append(row)
+            if len(block) >= block_rows:
+                blocks.append(_packed(block))
+                count += len(block)
+                block = []
+        if block:
+            blocks.append(_packed(block))
+            count += len(block)
+        return cls(blocks, count)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Row]:
+        for block in self._blocks:
+            yield from _unpacked(block)
+
+    def chunks(self, size: int) -> Iterator[list[Row]]:
+        """The rows in order, `size` at a time (the last chunk may be shorter)."""
+        chunk: list[Row] = []
+        for row in self:
+            chunk.append(row)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _packed(block: list[Row]) -> bytes | list[Row]:
+    try:
+        return zlib.compress(pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return block
+
+
+def _unpacked(block: bytes | list[Row]) -> list[Row]:
+    if isinstance(block, bytes):
+        rows: list[Row] = pickle.loads(zlib.decompress(block))
+        return rows
+    return block

@@ -16,7 +16,7 @@ import asyncio
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,9 @@ from weave.flow.leaderboard import Leaderboard, LeaderboardColumn, get_leaderboa
 from weave.trace.errors import NotFoundError
 
 from evalflow.config import Generation, ModelSpec, ScorerSpec, Suite
-from evalflow.dataset import Row
+from evalflow.dataset import Row, RowStore
 from evalflow.errors import ConfigError, UnknownNameError, WeaveStoreError
+from evalflow.patches.weave_table import publish_table, stored_dataset
 from evalflow.scored_evaluation import (
     Scored,
     ScoredParts,
@@ -86,16 +87,46 @@ def evaluation_name(suite: str) -> str:
     return f"{suite}-evaluation"
 
 
-def build_evaluation(suite: Suite, rows: list[Row]) -> weave.Evaluation:
+def build_evaluation(suite: Suite, rows: Iterable[Row]) -> weave.Evaluation:
     """The suite's weave.Evaluation: its dataset (under the suite's name) holds, per row,
     what a Python scorer receives (every field, row_id, target); its scorers are named by
-    their labels."""
+    their labels. (Its dataset is a list of every row: a run publishes it with
+    `publish_dataset` instead.)"""
+    dataset = weave.Dataset(name=suite.name, rows=[scorer_example(row) for row in rows])
+    return _evaluation(suite, dataset)
+
+
+def _evaluation(suite: Suite, dataset: weave.Dataset) -> weave.Evaluation:
     return weave.Evaluation(
         name=evaluation_name(suite.name),
-        dataset=weave.Dataset(name=suite.name, rows=[scorer_example(row) for row in rows]),
+        dataset=dataset,
         scorers=[make_scorer(spec) for spec in suite.scorers],
         trials=suite.epochs,
     )
+
+
+TABLE_CHUNK = 5000  # dataset rows a table_create sends
+
+
+def publish_dataset(suite: Suite, rows: RowStore) -> tuple[weave.Dataset, Sequence[str]]:
+    """The suite's Weave dataset (under the suite's name; per row what a Python scorer
+    receives: every field, row_id, target), published, and each row's digest in its table.
+    The rows are sent a chunk at a time, and not at all when the store has them already
+    (evalflow/patches/weave_table.py); weave's own upload of every row at once otherwise."""
+
+    def chunks() -> Iterator[list[dict[str, Any]]]:
+        return ([scorer_example(row) for row in chunk] for chunk in rows.chunks(TABLE_CHUNK))
+
+    table = publish_table(chunks)
+    if table is None:  # the patch stands aside: a list of every row
+        whole = weave.Dataset(name=suite.name, rows=[scorer_example(row) for row in rows])
+        uri = weave.publish(whole, name=suite.name).uri()
+        digests: Sequence[str] = whole.rows.table_ref.row_digests  # type: ignore[union-attr]
+    else:
+        uri = weave.publish(stored_dataset(suite.name, table), name=suite.name).uri()
+        digests = table.row_digests
+    dataset: weave.Dataset = weave.ref(uri).get()
+    return dataset, digests
 
 
 @dataclass
@@ -136,7 +167,7 @@ def _part(suite: Suite, ordered: pd.DataFrame) -> ScoredRows:
     )
 
 
-def scored_rows(suite: Suite, rows: list[Row], frame: pd.DataFrame) -> ScoredRows:
+def scored_rows(suite: Suite, rows: Iterable[Row], frame: pd.DataFrame) -> ScoredRows:
     """A model's collected rows (its part of the run's frame, scored by
     evalflow.scorers.score_rows) in dataset order (a row's epochs together), with their
     scores and summaries."""
@@ -286,19 +317,20 @@ def settled_evaluation(eval_ref: str) -> str:
 
 
 def evaluate_stored(
-    suite: Suite, rows: list[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
+    suite: Suite, rows: Iterable[Row], spec: ModelSpec, frame: pd.DataFrame, run_id: str
 ) -> tuple[ModelEvaluation, str]:
     """The suite's Weave evaluation of a model's collected answers (its part of the run's
     frame, already scored by evalflow.scorers.score_rows); return its summary and the
     evaluation's ref. Recorded from the scores (evalflow/scored_evaluation.py), or by
     weave.Evaluation.evaluate with EVALFLOW_WEAVE_EVALUATION=weave. Once per run: the call is
     tagged with `run_id`, and a rerun of the run finds it instead of recording it again."""
-    scored = scored_rows(suite, rows, frame)
-    return _record(suite, rows, spec, scored, run_id, lambda: frame)
+    store = rows if isinstance(rows, RowStore) else RowStore.of(rows)
+    scored = scored_rows(suite, store, frame)
+    return _record(suite, store, spec, scored, run_id, lambda: frame)
 
 
 def evaluate_spooled(
-    suite: Suite, rows: list[Row], spec: ModelSpec, spool: ResultSpool, run_id: str
+    suite: Suite, rows: RowStore, spec: ModelSpec, spool: ResultSpool, run_id: str
 ) -> tuple[ModelEvaluation, str]:
     """evaluate_stored over a model's answers as the run's spool keeps them, read part by
     part (with EVALFLOW_WEAVE_EVALUATION=weave, weave's own path reads them whole)."""
@@ -312,14 +344,15 @@ def evaluate_spooled(
 
 def _record(
     suite: Suite,
-    rows: list[Row],
+    rows: RowStore,
     spec: ModelSpec,
     scored: Scored,
     run_id: str,
     frame: Callable[[], pd.DataFrame],
 ) -> tuple[ModelEvaluation, str]:
     path = evaluation_path()
-    evaluation = build_evaluation(suite, rows)
+    dataset, row_digests = publish_dataset(suite, rows)
+    evaluation = _evaluation(suite, dataset)
     model = model_identity(spec, suite)
     published = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
     eval_ref = settled_evaluation(published)
@@ -333,7 +366,7 @@ def _record(
             if path == "weave":
                 summary = dict(_weave_own(evaluation, model, frame()))
             else:
-                summary = evaluate_scored(evaluation, model, scored)
+                summary = evaluate_scored(evaluation, model, scored, row_digests)
         _flush()  # recorded for good (or a failed write says so) before the run goes on
     return ModelEvaluation(spec.name, model_ref, dict(summary), eval_ref), eval_ref
 

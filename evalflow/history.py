@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -25,7 +25,7 @@ import pandas as pd
 from evalflow.config import ModelSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import HistoryError
-from evalflow.runs import safe_name, write_atomic
+from evalflow.runs import json_sha256, safe_name, write_atomic
 from evalflow.storage import Location, history_root, listing, make_folder, read_all
 
 FIELDS = (
@@ -53,16 +53,16 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def suite_digest(suite: Suite, rows: Sequence[Row]) -> str:
+def suite_digest(suite: Suite, rows: Iterable[Row]) -> str:
     """A digest of what a suite's figures depend on: its rows (ids and contents), its prompt
-    and its scorers."""
-    return _digest(
-        {
-            "rows": [[row.id, row.record] for row in rows],
-            "prompt": suite.prompt.model_dump(),
-            "scorers": [spec.model_dump() for spec in suite.scorers],
-        }
-    )
+    and its scorers (the rows read one at a time)."""
+    value = {
+        "prompt": suite.prompt.model_dump(),
+        "scorers": [spec.model_dump() for spec in suite.scorers],
+    }
+    rows_json = ([row.id, row.record] for row in rows)
+    options: dict[str, Any] = {"sort_keys": True, "default": str, "ensure_ascii": False}
+    return json_sha256(value, {"rows": rows_json}, **options)[:16]
 
 
 def model_digest(spec: ModelSpec) -> str:
@@ -79,7 +79,7 @@ def history_dir(suite: str) -> Location:
 
 def make_records(
     suite: Suite,
-    rows: Sequence[Row],
+    rows: Iterable[Row],
     specs: Sequence[ModelSpec],
     run_id: str,
     weave_project: str,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalflow.config import ModelSpec, Suite, load_registry, load_suite, resolve_models
-from evalflow.dataset import Row, load_rows
+from evalflow.dataset import Row, RowStore, store_rows
 from evalflow.errors import ConfigError
 from evalflow.prompting import check_prompt
 from evalflow.runs import RunParameters, load_parameters, make_run_id, same_definition
@@ -52,7 +52,7 @@ class RunPlan:
     parameters: RunParameters
     suite: Suite
     specs: list[ModelSpec]
-    rows: list[Row]
+    rows: RowStore  # every row, kept compactly: read by chunks() or by iterating
     full: bool  # the suite's own dataset, every row: a leaderboard entry
     judges: dict[str, ModelSpec] = field(default_factory=dict)  # judge scorer label -> model
 
@@ -77,9 +77,10 @@ class RunPlan:
         answering = targets[: len(self.specs)]
         return answering, dict(zip(self.judges, targets[len(self.specs) :], strict=True))
 
-    def chunks(self) -> list[list[Row]]:
-        size = self.parameters.chunk_size
-        return [self.rows[i : i + size] for i in range(0, len(self.rows), size)]
+    def chunks(self) -> Iterator[list[Row]]:
+        """The rows in order, a list of `chunk_size` rows at a time (made as they are read:
+        one chunk's rows are held, not every row)."""
+        return self.rows.chunks(self.parameters.chunk_size)
 
     def scope(self) -> str:
         """What the run covers, as a person reads it."""
@@ -164,7 +165,7 @@ def plan_run(request: RunRequest) -> RunPlan:
     )
     check_prompt(suite.prompt, suite.dataset.prompt_fields)
     _check_labels(suite)
-    rows = load_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
+    rows = store_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
     from evalflow.scorers import check_scorers, row_fields  # weave: after the quicker checks
 
     check_scorers(suite, row_fields(rows))
@@ -175,13 +176,13 @@ def plan_run(request: RunRequest) -> RunPlan:
         suite.name,
         {
             "suite": suite.model_dump(),
-            "rows": [r.id for r in rows],
             "dataset": parameters.dataset or suite.dataset_path(),
             "weave_project": parameters.weave_project,
             "models": [s.model_dump(exclude=NOT_DEFINING) for s in specs],
             "judges": {label: s.model_dump(exclude=NOT_DEFINING) for label, s in judges.items()},
             "limit": parameters.limit,
         },
+        (r.id for r in rows),
     )
     if request.retry_errors_of:
         if not same_definition(run_id, request.retry_errors_of):

@@ -20,7 +20,8 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,11 +84,31 @@ def run_day() -> dt.date:
         ) from None
 
 
-def make_run_id(suite: str, parts: dict[str, Any]) -> str:
-    """The suite, the run's day (run_day) and a digest of everything that defines the run."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+def make_run_id(suite: str, parts: dict[str, Any], row_ids: Iterable[str]) -> str:
+    """The suite, the run's day (run_day) and a digest of everything that defines the run:
+    `parts` and the rows' ids (as `parts["rows"]`, read one at a time)."""
+    digest = json_sha256(parts, {"rows": row_ids}, sort_keys=True, default=str)
     day = run_day().strftime("%Y%m%d")
     return f"{safe_name(suite)}-{day}-{digest[:10]}"
+
+
+def json_sha256(value: dict[str, Any], streamed: dict[str, Iterable[Any]], **options: Any) -> str:
+    """sha256 (hex) of `json.dumps(value | {key: list(items)}, **options)` for each key and
+    items of `streamed`, written item by item: no list of the items is made. `options` are
+    json.dumps's, with its default separators."""
+    marks = {key: f"evalflow-streamed-{uuid.uuid4().hex}" for key in streamed}
+    text = json.dumps({**value, **marks}, **options)
+    hasher = hashlib.sha256()
+    for key, mark in sorted(marks.items(), key=lambda item: text.index(json.dumps(item[1]))):
+        quoted = json.dumps(mark)
+        before, text = text.split(quoted, 1)
+        hasher.update(before.encode())
+        hasher.update(b"[")
+        for n, item in enumerate(streamed[key]):
+            hasher.update((", " if n else "").encode() + json.dumps(item, **options).encode())
+        hasher.update(b"]")
+    hasher.update(text.encode())
+    return hasher.hexdigest()
 
 
 def same_definition(run_id: str, other: str) -> bool:

@@ -26,7 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ import weave
 
 from evalflow.errors import WeaveStoreError
 
-_PENDING: ContextVar[ScoredRows | ScoredParts | None] = ContextVar(
+_PENDING: ContextVar[tuple[ScoredRows | ScoredParts, Sequence[str]] | None] = ContextVar(
     "evalflow_scored_rows", default=None
 )
 
@@ -148,8 +148,8 @@ def _display_name(call: Any) -> str:
 
 
 @contextmanager
-def _pending(rows: Scored) -> Iterator[None]:
-    token = _PENDING.set(rows)
+def _pending(rows: Scored, digests: Sequence[str]) -> Iterator[None]:
+    token = _PENDING.set((rows, digests))
     try:
         yield
     finally:
@@ -163,8 +163,11 @@ def _saved_uri(obj: Any) -> str:
     return str(obj.ref.uri())
 
 
-def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: Scored) -> None:
-    """One predict_and_score call per row, under the current call, straight to the server."""
+def _write_rows(
+    evaluation: weave.Evaluation, model: weave.Model, rows: Scored, digests: Sequence[str]
+) -> None:
+    """One predict_and_score call per row, under the current call, straight to the server
+    (`digests`: each dataset row's digest in the dataset's table, in order)."""
     from weave.trace.context.weave_client_context import require_weave_client
     from weave.utils.ids import generate_id
 
@@ -173,8 +176,6 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: Scored) 
     op_uri = weave.publish(weave.Evaluation.predict_and_score).uri()
     eval_uri, model_uri = _saved_uri(evaluation), _saved_uri(model)
     row_base = f"{_saved_uri(evaluation.dataset)}/attr/rows/id/"
-    table_ref = getattr(evaluation.dataset.rows, "table_ref", None)
-    digests: list[str] = table_ref.row_digests if table_ref is not None else []
     if not digests or rows.count % len(digests):
         raise WeaveStoreError(f"the dataset saved {len(digests)} rows for {rows.count} scored rows")
     # With epochs, each dataset row was scored once per epoch (its scored rows together), as
@@ -232,17 +233,19 @@ def _write_rows(evaluation: weave.Evaluation, model: weave.Model, rows: Scored) 
 
 @weave.op(name="Evaluation.evaluate", call_display_name=_display_name)
 def _evaluate(self: weave.Evaluation, model: weave.Model) -> dict[str, Any]:
-    rows = _PENDING.get()
-    if rows is None:
+    pending = _PENDING.get()
+    if pending is None:
         raise RuntimeError("evaluate_scored() runs this op, with the rows to write")
-    _write_rows(self, model, rows)
+    rows, digests = pending
+    _write_rows(self, model, rows, digests)
     return rows.summary()
 
 
 def evaluate_scored(
-    evaluation: weave.Evaluation, model: weave.Model, rows: Scored
+    evaluation: weave.Evaluation, model: weave.Model, rows: Scored, row_digests: Sequence[str]
 ) -> dict[str, Any]:
     """Record `evaluation` of `model` over rows already scored; return its summary. weave
-    saves both objects as the call's inputs, as for weave.Evaluation.evaluate."""
-    with _pending(rows):
+    saves both objects as the call's inputs, as for weave.Evaluation.evaluate.
+    `row_digests`: each row of the evaluation's dataset, its digest in the dataset's table."""
+    with _pending(rows, row_digests):
         return _evaluate(evaluation, model)

@@ -272,14 +272,12 @@ def scorer_example(row: Row) -> dict[str, Any]:
     return {**_plain(dict(row.record)), "row_id": row.id, "target": _plain(row.target)}
 
 
-def row_fields(rows: list[Row]) -> set[str]:
+def row_fields(rows: Iterable[Row]) -> set[str]:
     """The names every row gives a Python scorer (fields all rows have, row_id, target)."""
-    if not rows:
-        return {"row_id", "target"}
-    common = set(rows[0].record)
-    for row in rows[1:]:
-        common &= set(row.record)
-    return common | {"row_id", "target"}
+    common: set[str] | None = None
+    for row in rows:
+        common = set(row.record) if common is None else common & set(row.record)
+    return (common or set()) | {"row_id", "target"}
 
 
 def _score_parameters(scorer: Scorer) -> list[inspect.Parameter]:

@@ -17,6 +17,7 @@ from evalflow.patches import _gate
 from evalflow.patches import llama_cpp as llama_patch
 from evalflow.patches import openai as openai_patch
 from evalflow.patches import weave as weave_patch
+from evalflow.patches import weave_table as table_patch
 from evalflow.patches._gate import version_problem
 
 CHAT_MODULE = "openai.resources.chat.completions.completions"
@@ -29,6 +30,7 @@ def fresh_installs() -> Iterator[None]:
         openai_patch.skip_plain_chat_transform,
         llama_patch.disable_weight_repacking,
         weave_patch._is_op_problems,
+        table_patch._problems,
     )
     for install in installs:
         install.cache_clear()
@@ -43,7 +45,7 @@ def fresh_installs() -> Iterator[None]:
 
 
 def test_the_installed_versions_are_the_verified_ones() -> None:
-    for patch in (openai_patch, weave_patch, llama_patch):
+    for patch in (openai_patch, weave_patch, table_patch, llama_patch):
         assert version_problem(patch.DISTRIBUTION, patch.VERIFIED) is None
 
 
@@ -205,6 +207,97 @@ def test_weave_drift_is_noticed(monkeypatch: pytest.MonkeyPatch, fresh_installs:
     assert weave_patch.wandb_drift() == [
         "weave.trace.wandb_run_context._get_global_wandb_run is gone"
     ]
+
+
+TABLE_ROWS = [
+    {"row_id": f"r{i}", "question": f"{i} + {i} = ? é", "target": 2 * i} for i in range(12)
+]
+
+
+def _in_chunks(size: int) -> Iterator[list[dict[str, Any]]]:
+    return (TABLE_ROWS[i : i + size] for i in range(0, len(TABLE_ROWS), size))
+
+
+def test_weave_table_is_as_verified_and_publishes_what_weave_does(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import weave
+
+    from evalflow.weave_setup import init_weave
+
+    assert table_patch.drift() == []
+    client = init_weave("local/patch-table")
+    own = weave.Dataset(name="tab", rows=list(TABLE_ROWS))
+    own_uri = weave.publish(own, name="tab").uri()
+    own_digests = own.rows.table_ref.row_digests  # type: ignore[union-attr]
+    sent: list[int] = []
+    create = client.server.table_create
+
+    def counted(req: Any) -> Any:
+        sent.append(len(req["table"]["rows"]))
+        return create(req)
+
+    monkeypatch.setattr(client.server, "table_create", counted)
+    table = table_patch.publish_table(lambda: _in_chunks(5))
+    assert table is not None and sent == []  # the store had the table: nothing sent
+    assert list(table.row_digests) == own_digests
+    uri = weave.publish(table_patch.stored_dataset("tab", table), name="tab").uri()
+    assert uri == own_uri
+    other = [{**row, "target": -1} for row in TABLE_ROWS]
+    fresh = table_patch.publish_table(lambda: (other[i : i + 5] for i in range(0, 12, 5)))
+    assert fresh is not None and sent == [5, 5, 2]
+    fresh_uri = weave.publish(table_patch.stored_dataset("tab2", fresh), name="tab2").uri()
+    assert [dict(row) for row in weave.ref(fresh_uri).get().rows] == other
+    own_fresh = weave.Dataset(name="tab2", rows=list(other))
+    assert weave.publish(own_fresh, name="tab2").uri() == fresh_uri
+    assert list(fresh.row_digests) == own_fresh.rows.table_ref.row_digests  # type: ignore[union-attr]
+
+
+def test_weave_table_drift_is_noticed_and_weave_uploads_the_rows(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    from weave.trace import weave_client
+
+    def _save_table(self: Any, table: Any) -> Any:
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(weave_client.WeaveClient, "_save_table", _save_table)
+    assert table_patch.drift() == ["WeaveClient._save_table no longer keeps a stored table's ref"]
+    with pytest.warns(RuntimeWarning, match="chunk by chunk"):
+        assert table_patch.publish_table(lambda: _in_chunks(5)) is None
+    monkeypatch.undo()  # weave's own upload is back; the patch still stands aside:
+    monkeypatch.setattr(table_patch, "VERIFIED", ">=99")
+    table_patch._problems.cache_clear()
+    import weave
+
+    from evalflow.config import DatasetSpec, Suite
+    from evalflow.dataset import Row, RowStore
+    from evalflow.evaluation import publish_dataset
+    from evalflow.scorers import scorer_example
+    from evalflow.weave_setup import init_weave
+
+    init_weave("local/patch-table-aside")
+    rows = [
+        Row(f"r{i}", i, {"question": "q"}, str(i), {"question": "q", "answer": str(i)})
+        for i in range(7)
+    ]
+    suite = Suite(name="aside", dataset=DatasetSpec(path="unused.jsonl"))
+    dataset, digests = publish_dataset(suite, RowStore.of(rows, block_rows=3))
+    own = weave.Dataset(name="aside", rows=[scorer_example(r) for r in rows])
+    assert weave.publish(own, name="aside").uri() == dataset.ref.uri()  # type: ignore[union-attr]
+    assert list(digests) == own.rows.table_ref.row_digests  # type: ignore[union-attr]
+    assert [dict(r) for r in dataset.rows] == [scorer_example(r) for r in rows]
+
+
+def test_row_digests_are_kept_as_text_of_one_width_or_as_a_list() -> None:
+    digests = table_patch.RowDigests()
+    for d in ("a" * 43, "b" * 43, "c" * 43):
+        digests.append(d)
+    assert list(digests) == ["a" * 43, "b" * 43, "c" * 43] and digests[-1] == "c" * 43
+    digests.append("é")
+    assert list(digests) == ["a" * 43, "b" * 43, "c" * 43, "é"] and len(digests) == 4
+    with pytest.raises(IndexError):
+        table_patch.RowDigests()[0]
 
 
 class _RenamedParams(ctypes.Structure):

@@ -71,6 +71,8 @@ def test_each_row_is_one_predict_and_score_call_with_its_answer_and_scores(
         assert child.output["scores"]["exact_match"]["correct"] == row["score:exact_match"]
         assert child.output["scores"]["numeric_match"]["correct"] == row["score:numeric_match"]
     assert len(seen) == len(ROWS)
+    published = weave.ref(f"weave:///{project}/object/arith:latest").get()
+    assert [r["row_id"] for r in published.rows] == [r["id"] for r in ROWS]  # every row
     coin = expected_accuracy("coin", 0.5, ROWS)
     assert evaluation.output["exact_match"]["correct"]["mean"] == pytest.approx(coin)
     assert evaluation.output["exact_match"]["correct"]["count"] == len(ROWS)

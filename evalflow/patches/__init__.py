@@ -20,6 +20,12 @@ weave.use_attribute_is_op (weave >=0.54,<0.55, Python 3.11, local Weave store on
     annotated on `Op`) instead of isinstance() against a runtime Protocol (~45 us a check, a
     fifth of a traced call). `restore_is_op` undoes it (a W&B project runs weave's own).
     Otherwise: weave's isinstance() check.
+weave_table.publish_table (weave >=0.54,<0.55; the trace server's own table API, no change)
+    Publishes a run's Weave dataset a chunk of rows at a time (`table_create` of each chunk,
+    then `table_create_from_digests`), and not at all when the store has its table already;
+    the dataset is a `weave.Dataset` over a `WeaveTable` of that table's `TableRef`, which
+    `WeaveClient._save_table` keeps: the same dataset and digest as weave's upload of a list
+    of every row. Otherwise: weave's own upload of every row at once.
 llama_cpp.disable_weight_repacking (llama-cpp-python >=0.3.36,<0.4, in the local LLM process)
     Wraps `llama_cpp.llama_cpp.llama_model_default_params` to set the ctypes field
     `use_extra_bufts` to False: repacked AMX weights segfault at the first decode in VMs that

@@ -582,14 +582,23 @@ class LocalTraceServer:
     def table_query(self, req: Any) -> TableQueryResponse:
         return TableQueryResponse(rows=list(self.table_query_stream(req)))
 
-    def table_query_stats(self, req: Any) -> TableQueryStatsResponse:
-        return TableQueryStatsResponse(
-            count=len(self._row_digests(req["project_id"], req["digest"]))
+    def _row_count(self, project_id: str, digest: str) -> int:
+        """How many rows a table has (counted by SQLite: its digests are not read here)."""
+        found = self.db.read(
+            "SELECT json_array_length(row_digests) AS n FROM tables WHERE project_id=? AND "
+            "digest=?",
+            (project_id, digest),
         )
+        if not found:
+            raise NotFoundError(f"Table {digest} not found in {project_id}")
+        return int(found[0]["n"])
+
+    def table_query_stats(self, req: Any) -> TableQueryStatsResponse:
+        return TableQueryStatsResponse(count=self._row_count(req["project_id"], req["digest"]))
 
     def table_query_stats_batch(self, req: Any) -> TableQueryStatsBatchResponse:
         tables = [
-            {"digest": d, "count": len(self._row_digests(req["project_id"], d))}
+            {"digest": d, "count": self._row_count(req["project_id"], d)}
             for d in req.get("digests") or []
         ]
         return TableQueryStatsBatchResponse.model_validate({"tables": tables})
