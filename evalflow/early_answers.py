@@ -27,6 +27,7 @@ from concurrent.futures import Future
 
 from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
+from evalflow.errors import NotAskedEarly
 from evalflow.inference import Answer, Asker, Journal, answer_chunk
 from evalflow.plan import RunPlan
 from evalflow.prompting import chunk_requests
@@ -34,10 +35,6 @@ from evalflow.run_context import RunContext
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
 WINDOW = 4  # chunks asked ahead of the tasks (the evaluate flow's task runner: 4 threads)
-
-
-class _NotAsked(Exception):
-    """A chunk the early answers did not ask: its task asks it."""
 
 
 def answers_early(spec: ModelSpec) -> bool:
@@ -88,7 +85,7 @@ class EarlyAnswers:
             if future is None:
                 future = self._chunks[(model, chunk_no)] = Future()
                 if self._ended:  # the thread is gone: this chunk was not asked
-                    future.set_exception(_NotAsked())
+                    future.set_exception(NotAskedEarly())
             return future
 
     def take(self, model: str, chunk_no: int) -> list[Answer] | None:
@@ -99,7 +96,7 @@ class EarlyAnswers:
         future = self._future(model, chunk_no)
         try:
             return future.result()
-        except _NotAsked:
+        except NotAskedEarly:
             return None
         finally:
             with self._lock:
@@ -116,7 +113,7 @@ class EarlyAnswers:
                 self._ended = True
                 for future in self._chunks.values():
                     if not future.done():
-                        future.set_exception(_NotAsked())
+                        future.set_exception(NotAskedEarly())
 
     def _in_order(self) -> Iterator[tuple[Target, int, list[Row]]]:
         """Every (model, chunk) asked early, in the order the flow submits its tasks."""

@@ -122,3 +122,8 @@ class EvaluationsFailedError(EvalflowError):
 class LostRunSetupError(EvalflowError):
     """The automation that marks flow runs whose heartbeats stopped as crashed cannot be set
     up: no Prefect server, or a server that refused it."""
+
+
+class NotAskedEarly(EvalflowError):
+    """Not a user's error: a chunk `evalflow run` did not ask before its flow started (the
+    run closing, or the early answers' thread gone); the flow's task asks it itself."""

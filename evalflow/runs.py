@@ -84,10 +84,11 @@ def run_day() -> dt.date:
         ) from None
 
 
-def make_run_id(suite: str, parts: dict[str, Any], row_ids: Iterable[str]) -> str:
+def make_run_id(suite: str, parts: dict[str, Any], row_ids: Iterable[str] | None = None) -> str:
     """The suite, the run's day (run_day) and a digest of everything that defines the run:
-    `parts` and the rows' ids (as `parts["rows"]`, read one at a time)."""
-    digest = json_sha256(parts, {"rows": row_ids}, sort_keys=True, default=str)
+    `parts` and the rows' ids if given (as `parts["rows"]`, read one at a time)."""
+    streamed = {"rows": row_ids} if row_ids is not None else {}
+    digest = json_sha256(parts, streamed, sort_keys=True, default=str)
     day = run_day().strftime("%Y%m%d")
     return f"{safe_name(suite)}-{day}-{digest[:10]}"
 

@@ -20,9 +20,8 @@ import string
 import warnings
 from collections.abc import Callable, Iterable
 from numbers import Number
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import weave
 from pydantic import BaseModel
 from weave.flow.scorer import auto_summarize, get_scorer_attributes, prepare_scorer_op_args
@@ -33,6 +32,9 @@ from evalflow.config import ScorerSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError
 from evalflow.grading import SPECIAL_FIELDS, template_fields
+
+if TYPE_CHECKING:  # pandas is imported when rows are scored, not when a run is planned
+    import pandas as pd
 
 # weave.Scorer's pydantic schema meets a lock inside weave itself; the warning is weave's, and
 # says nothing about a user's scorer.
@@ -410,6 +412,8 @@ def headline(value: Any, field: list[str] | None) -> bool | float | None:
 def _column(values: list[bool | float | None], index: pd.Index) -> pd.Series:
     """One score column: true/false (None where unscored) stays so; any number among them
     makes a column of numbers (NaN where unscored)."""
+    import pandas as pd
+
     if all(v is None or isinstance(v, bool) for v in values):
         return pd.Series(values, index=index, dtype=object)
     return pd.Series([math.nan if v is None else float(v) for v in values], index=index)
@@ -442,6 +446,8 @@ def score_rows(
     With `python_raw` (a part of the rows, scored chunk by chunk), a Python scorer's headline
     needs every row's value (python_headlines): its `score:<label>` column is left empty
     (None) and its return values are put in `python_raw[label]` instead."""
+    import pandas as pd
+
     frame = frame.copy()
     examples: list[dict[str, Any]] = []
     by_id = {row.id: row for row in rows}
@@ -487,6 +493,8 @@ def python_headlines(scorer: Scorer, raw: list[Any]) -> list[bool | float | None
 
 def _judge_columns(frame: pd.DataFrame, spec: ScorerSpec, judgements: list[Any]) -> None:
     """A judge scorer's columns, from its judgements of each (model, row, epoch)."""
+    import pandas as pd
+
     mine = {(j.model, j.row_id, j.epoch): j for j in judgements if j.scorer == spec.label}
     epochs = frame["epoch"] if "epoch" in frame.columns else pd.Series(0, index=frame.index)
     found = [
