@@ -24,6 +24,7 @@ without a traceback, and exits 1. The tree (tests/unit/test_errors.py keeps it t
   + AlertSetupError - the regression alert (webhook block, automation) cannot be set up
   + EvaluationsFailedError - some of the nightly's evaluations failed after their retries
   + LostRunSetupError - the lost-run automation cannot be set up on the Prefect server
+  + NotAskedEarly - a chunk `evalflow run` did not ask early (its task asks it; never shown)
 """
 
 from __future__ import annotations
