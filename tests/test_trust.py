@@ -402,6 +402,20 @@ def test_a_users_mistake_is_one_line_before_prefect_starts(
     assert sim.stats()["total"] == 0
 
 
+def test_a_prefect_api_url_where_nothing_answers_is_one_line_and_sends_nothing(
+    evals: Path, sim: SimEndpoint
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = cli("run", "trust", env={"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"PREFECT_API_URL http://127.0.0.1:{port}/api: no Prefect server answers" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert sim.stats()["total"] == 0
+
+
 def test_a_read_only_home_is_one_line(evals: Path, tmp_path: Path, sim: SimEndpoint) -> None:
     home = tmp_path / "ro-home"
     home.mkdir()
