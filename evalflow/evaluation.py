@@ -28,7 +28,7 @@ from weave.trace.errors import NotFoundError
 from evalflow.config import Generation, ModelSpec, ScorerSpec, Suite
 from evalflow.dataset import Row, RowStore
 from evalflow.errors import ConfigError, UnknownNameError, WeaveStoreError
-from evalflow.patches.weave_table import publish_table, stored_dataset
+from evalflow.patches.weave_table import known_shape, publish_table, stored_dataset
 from evalflow.scored_evaluation import (
     Scored,
     ScoredParts,
@@ -126,6 +126,8 @@ def publish_dataset(suite: Suite, rows: RowStore) -> tuple[weave.Dataset, Sequen
         uri = weave.publish(stored_dataset(suite.name, table), name=suite.name).uri()
         digests = table.row_digests
     dataset: weave.Dataset = weave.ref(uri).get()
+    if table is not None:  # its rows are the stored table: nothing of it is read here
+        known_shape(dataset, table.columns, len(digests))
     return dataset, digests
 
 

@@ -289,6 +289,37 @@ def test_weave_table_drift_is_noticed_and_weave_uploads_the_rows(
     assert [dict(r) for r in dataset.rows] == [scorer_example(r) for r in rows]
 
 
+def test_a_suites_dataset_is_published_without_reading_its_stored_rows_back(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    """weave.Dataset's `columns_names` reads `rows[0]`, which on a stored table reads every
+    row into a list first (500,000 rows: the whole table in memory after the run)."""
+    from weave.trace.vals import WeaveTable
+
+    from evalflow.config import DatasetSpec, Suite
+    from evalflow.dataset import Row, RowStore
+    from evalflow.evaluation import publish_dataset
+    from evalflow.scorers import scorer_example
+    from evalflow.weave_setup import init_weave
+
+    init_weave("local/patch-table-shape")
+    rows = [
+        Row(f"r{i}", i, {"question": "q"}, str(i), {"question": "q", "answer": str(i)})
+        for i in range(7)
+    ]
+    suite = Suite(name="shape", dataset=DatasetSpec(path="unused.jsonl"))
+
+    def every_row(self: Any) -> Any:
+        raise AssertionError("every stored row was read back")
+
+    monkeypatch.setattr(WeaveTable, "_inefficiently_materialize_rows_as_list", every_row)
+    dataset, digests = publish_dataset(suite, RowStore.of(rows, block_rows=3))
+    assert dataset.columns_names == list(scorer_example(rows[0]))
+    assert dataset.num_rows == 7 and len(digests) == 7
+    monkeypatch.undo()
+    assert [dict(r) for r in dataset.rows] == [scorer_example(r) for r in rows]
+
+
 def test_row_digests_are_kept_as_text_of_one_width_or_as_a_list() -> None:
     digests = table_patch.RowDigests()
     for d in ("a" * 43, "b" * 43, "c" * 43):

@@ -84,6 +84,7 @@ class StoredTable:
 
     digest: str
     row_digests: RowDigests
+    columns: list[str]  # the first row's keys (weave.Dataset.columns_names)
 
 
 def drift() -> list[str]:
@@ -110,6 +111,12 @@ def drift() -> list[str]:
         problems.append("WeaveTable() no longer takes (server, table_ref)")
     if "weave_isinstance(rows, WeaveTable)" not in inspect.getsource(Dataset.convert_to_table):
         problems.append("weave.Dataset no longer keeps a WeaveTable as its rows")
+    for name in KNOWN_PROPERTIES:
+        if not isinstance(inspect.getattr_static(Dataset, name, None), functools.cached_property):
+            problems.append(f"weave.Dataset.{name} is no longer a cached_property")
+    columns_names = inspect.getattr_static(Dataset, "columns_names", None)
+    if "self.rows[0]" not in inspect.getsource(getattr(columns_names, "func", drift)):
+        problems.append("weave.Dataset.columns_names no longer reads the first row")
     save_table = inspect.getsource(weave_client.WeaveClient._save_table)
     if "table.table_ref is not None" not in save_table:
         problems.append("WeaveClient._save_table no longer keeps a stored table's ref")
@@ -131,11 +138,11 @@ def publish_table(chunks: Callable[[], Iterable[list[dict[str, Any]]]]) -> Store
     from weave.trace.context.weave_client_context import require_weave_client
 
     client = require_weave_client()
-    digest, digests = _local_digests(client, chunks())
+    digest, digests, columns = _local_digests(client, chunks())
     if _stored_count(client, digest) == len(digests):
-        return StoredTable(digest, digests)
+        return StoredTable(digest, digests, columns)
     del digests
-    return _upload(client, chunks())
+    return _upload(client, chunks(), columns)
 
 
 def _json_chunks(client: Any, chunks: Iterable[list[dict[str, Any]]]) -> Iterator[list[Any]]:
@@ -146,18 +153,24 @@ def _json_chunks(client: Any, chunks: Iterable[list[dict[str, Any]]]) -> Iterato
         yield to_json(chunk, client.project_id, client)
 
 
-def _local_digests(client: Any, chunks: Iterable[list[dict[str, Any]]]) -> tuple[str, RowDigests]:
-    """The table's digest and its rows' digests, as the store computes them."""
+def _local_digests(
+    client: Any, chunks: Iterable[list[dict[str, Any]]]
+) -> tuple[str, RowDigests, list[str]]:
+    """The table's digest, its rows' digests (as the store computes them) and the first
+    row's keys."""
     from weave.trace.serialization.digest import compute_row_digest
 
     table = hashlib.sha256()
     digests = RowDigests()
+    columns: list[str] = []
     for rows in _json_chunks(client, chunks):
+        if rows and not columns and isinstance(rows[0], dict):
+            columns = list(rows[0])
         for row in rows:
             row_digest = compute_row_digest(row)
             table.update(row_digest.encode())
             digests.append(row_digest)
-    return table.hexdigest(), digests
+    return table.hexdigest(), digests, columns
 
 
 def _stored_count(client: Any, digest: str) -> int | None:
@@ -169,7 +182,7 @@ def _stored_count(client: Any, digest: str) -> int | None:
     return int(found.count)
 
 
-def _upload(client: Any, chunks: Iterable[list[dict[str, Any]]]) -> StoredTable:
+def _upload(client: Any, chunks: Iterable[list[dict[str, Any]]], columns: list[str]) -> StoredTable:
     """table_create of each chunk, then table_create_from_digests of every row's digest."""
     server, project = client.server, client.project_id
     digests = RowDigests()
@@ -182,7 +195,21 @@ def _upload(client: Any, chunks: Iterable[list[dict[str, Any]]]) -> StoredTable:
     whole = server.table_create_from_digests(
         {"project_id": project, "row_digests": list(digests), "expected_digest": None}
     )
-    return StoredTable(whole.digest, digests)
+    return StoredTable(whole.digest, digests, columns)
+
+
+# weave.Dataset's cached properties this module fills in: `columns_names` reads `rows[0]`,
+# which on a stored table (a WeaveTable) reads every row into a list first; weave's publish
+# reads every property of the object (500,000 rows: the whole table in memory at the end).
+KNOWN_PROPERTIES = ("columns_names", "num_rows")
+
+
+def known_shape(dataset: Any, columns: list[str], num_rows: int) -> Any:
+    """`dataset` (a weave.Dataset over a stored table) with its column names and row count
+    filled in, as weave's cached properties store them once computed: nothing is read."""
+    dataset.__dict__["columns_names"] = list(columns)
+    dataset.__dict__["num_rows"] = num_rows
+    return dataset
 
 
 def stored_dataset(name: str, table: StoredTable) -> Any:
@@ -194,4 +221,5 @@ def stored_dataset(name: str, table: StoredTable) -> Any:
 
     client = require_weave_client()
     ref = TableRef(entity=client.entity, project=client.project, _digest=table.digest)
-    return weave.Dataset(name=name, rows=WeaveTable(server=client.server, table_ref=ref))
+    dataset = weave.Dataset(name=name, rows=WeaveTable(server=client.server, table_ref=ref))
+    return known_shape(dataset, table.columns, len(table.row_digests))
