@@ -59,11 +59,6 @@ class EarlyAnswers:
         self._ended = False
         self._thread = threading.Thread(target=self._main, name="evalflow-early", daemon=True)
 
-    @property
-    def models(self) -> set[str]:
-        """The models whose rows are asked early."""
-        return set(self._models)
-
     def start(self) -> EarlyAnswers:
         if self._targets:
             self._thread.start()
