@@ -360,22 +360,23 @@ def run(
     prefect_starting = _start_prefect_early() if server is None else None
     check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
     init_weave(plan.parameters.weave_project)
-    gc.freeze()  # see below
+    # What is imported and planned lives until the exit: the collector need not walk it again
+    # on every full collection while rows are answered (gc.freeze; again after the flow's
+    # imports below).
+    gc.freeze()
     # The run's id is held from here, and its rows asked while Prefect gets ready; the flow
     # runs this plan in this run, and its tasks take the answers.
+    started = time.monotonic()
     with open_run(plan) as run, asking_early(plan, run) as early:
         early.wait_sending()
         watcher = RunWatch(run=run, opened=run, plan=plan)
         make_flows_importable()
         from flows.evaluate import evaluate
 
-        # The modules and the plan live until the process exits: the collector need not
-        # walk them again on every full collection while rows are answered (gc.freeze).
         gc.freeze()
         if prefect_starting is not None:
             prefect_starting.join()
         api_url = ready_server(server).api_url if server is not None else None
-        started = time.monotonic()
         result = _flow_in_thread(lambda: evaluate(**request), watcher, api_url)
     from evalflow.tables import text
 
