@@ -18,7 +18,7 @@ from evalflow.spool import open_spool
 from evalflow.weave_setup import init_weave
 from tasks.collect import collect_results
 from tasks.evaluation import weave_evaluation
-from tasks.inference import answer_rows
+from tasks.inference import CHUNK_WORKERS, answer_rows
 from tasks.leaderboard import leave_entries, publish
 from tasks.plan import plan_evaluation
 from tasks.unwalked import unwalked
@@ -35,7 +35,7 @@ def _run_name() -> str:
 @flow(
     name="evaluate",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_WORKERS),  # type: ignore[arg-type]
 )
 def evaluate(
     suite: Annotated[SuiteName, Field(description="suite name (evals/<name>.yaml)")] = "qa-basics",

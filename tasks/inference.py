@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 
 from evalflow.config import Suite
 from evalflow.dataset import Row
@@ -83,18 +84,34 @@ def _settled(outcome: Any) -> None:
         raise outcome
 
 
+# Threads running infer-chunk tasks (the evaluate flow's task runner), and how many chunks are
+# submitted ahead of those finished: enough to keep every thread busy.
+CHUNK_WORKERS = 4
+CHUNKS_AHEAD = 2 * CHUNK_WORKERS
+
+
 def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target], spool: ResultSpool) -> None:
     """Every row answered by every model, and graded by the suite's judges as it is answered,
     into `spool`: an infer-chunk task per chunk and model, run concurrently; the run's
     progress shown as a Prefect progress artifact. `targets` are those of
-    plan.endpoint_specs."""
+    plan.endpoint_specs. A chunk's rows are read when it is submitted, CHUNKS_AHEAD chunks at
+    most ahead of those finished, so the rows held are a few chunks', not the dataset's (a
+    task's arguments stay in the task runner's queue until the task runs)."""
     answering, judges = plan.split_targets(targets)
     shared = ensure_shared_limits(plan.endpoint_specs, plan.parameters.chunk_size)
     judge_limits = {label: shared.get(spec.name) for label, spec in plan.judges.items()}
     name = plan.suite.name
     bar: Any = create_progress_artifact(0.0, description=f"{name}: rows answered")
-    futures: list[PrefectFuture[int]] = [
-        infer_chunk.submit(
+    work = ((target, n, chunk) for target in answering for n, chunk in enumerate(plan.chunks()))
+    finished: queue.SimpleQueue[PrefectFuture[int]] = queue.SimpleQueue()
+    running: set[PrefectFuture[int]] = set()
+
+    def submit_next() -> None:
+        taken = next(work, None)
+        if taken is None:
+            return
+        target, n, chunk = taken
+        future = infer_chunk.submit(
             unwalked(chunk),
             target,
             unwalked(plan.suite),
@@ -105,18 +122,23 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target], spool: Re
             judges,
             judge_limits,
         )
-        for target in answering
-        for n, chunk in enumerate(plan.chunks())
-    ]
+        running.add(future)
+        future.add_done_callback(finished.put)
+
     try:
-        for future in as_completed(futures):
+        for _ in range(CHUNKS_AHEAD):
+            submit_next()
+        while running:
+            future = finished.get()
+            running.discard(future)
             _settled(future.result(raise_on_failure=False))
             _show(bar, name, run)
+            submit_next()
     except BaseException:
-        # The run failed (a fatal answer, say): its other chunks send nothing more, and are
-        # waited for so that none outlives the run.
+        # The run failed (a fatal answer, say): its chunks not yet submitted never are, the
+        # others send nothing more and are waited for so that none outlives the run.
         run.budget.halt("the run failed")
-        for pending in futures:
+        for pending in running:
             pending.wait()
         raise
 

@@ -3,15 +3,18 @@ the simulated endpoint (counted at /_stats)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from evalflow.dataset import BLOCK_ROWS, Row
 from evalflow.endpoints import SimEndpoint
 from evalflow.errors import ConfigError, DatasetError, FatalRequestError, UnknownNameError
 from evalflow.evaluation import read_leaderboard
@@ -166,3 +169,40 @@ def test_the_run_command_fails_with_one_line_on_a_bad_key(
     assert "Traceback" not in out.stderr
     assert "error: model 'oracle'" in out.stderr or "error: model 'coin'" in out.stderr
     assert "(401)" in out.stderr
+
+
+def _rows_alive() -> int:
+    return sum(isinstance(o, Row) for o in gc.get_objects())
+
+
+def test_answering_holds_a_few_chunks_of_rows_not_the_dataset(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the rows are answered, the dataset's rows are made a chunk at a time as the
+    chunks are taken up, so the rows alive at once are a few chunks' (plus the block of the
+    stored dataset being read), whatever the dataset's size (bench/scale_findings.md)."""
+    rows = questions(2_500)
+    sim.configure(answer_key=answer_key(rows), models={"oracle": 1.0})
+    folder = write_suite(tmp_path / "e", "many", rows, sim.base_url, {"oracle": {}})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    del rows
+    peak = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            if sim.stats()["total"] < 2_500:  # still answering (the steps after read rows)
+                peak = max(peak, _rows_alive())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = evaluate(suite="many", chunk_size=25, weave_project="local/flow-held")
+    finally:
+        done.set()
+        watcher.join()
+    assert sim.stats()["by_model"] == {"oracle": {"200": 2_500}}
+    frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
+    assert len(frame) == 2_500 and list(frame["row_id"]) == [f"q{i:04d}" for i in range(2_500)]
+    assert peak <= BLOCK_ROWS + 16 * 25, f"{peak} rows alive at once while answering"
