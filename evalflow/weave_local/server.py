@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +96,9 @@ def _redact_exception(text: str | None, secrets: list[str]) -> str | None:
     return json.dumps(redact(value, secrets))
 
 
+BACKLOG = 20  # batches queued before the caller writes itself (back-pressure)
+
+
 class LocalTraceServer:
     """The trace server interface the WeaveClient talks to, on one SQLite file."""
 
@@ -115,18 +117,25 @@ class LocalTraceServer:
         atexit.register(self._flush_at_exit)
 
     def _enqueue(self, sql: str, values: tuple[Any, ...]) -> None:
+        """Queue a write for the flusher thread. The caller (with weave's client_parallelism
+        0, the thread that makes the traced call: an event loop's) writes only when the queue
+        is far behind (BACKLOG batches), as back-pressure: waiting on SQLite's lock, which
+        other processes on the same store may hold, would stall every request of its loop."""
         with self._pending_lock:
             self._pending.append((sql, values))
-            full = len(self._pending) >= self._batch
-        if full:  # a failed write is kept in db.failure, for flush() to raise
+            queued = len(self._pending)
+        if queued >= BACKLOG * self._batch:  # a failed write is kept in db.failure
             with contextlib.suppress(WeaveStoreError):
                 self._write_pending()
+        elif queued >= self._batch:
+            self._wake.set()
 
     def _flush_loop(self) -> None:
         # A failed write is kept (db.failure) for flush() to raise; the loop goes on, slower,
         # so the queued calls are written if the disk has room again.
         while True:
-            time.sleep(self._flush_every_s if self.db.failure is None else 1.0)
+            self._wake.wait(self._flush_every_s if self.db.failure is None else 1.0)
+            self._wake.clear()
             with contextlib.suppress(WeaveStoreError):
                 self._write_pending()
 
