@@ -3,10 +3,10 @@ the run is planned, its endpoints checked and its id held, while Prefect's serve
 and the flow is imported (a second or more of a small run's wait). The flow's infer-chunk
 tasks then take those answers (`take`) instead of asking: every row is still asked once.
 
-One thread, one event loop; chunks in the order the flow submits its tasks, at most `WINDOW`
-chunks asked or answered and not yet taken (the flow's task runner runs as many tasks at
-once), so memory stays that of a few chunks. Every request goes through the same `Asker` as
-a task's: the same journal, limiter, retries, budget, progress and Weave trace.
+One thread, one event loop; chunks in the order the flow submits its tasks, at most
+`CHUNK_WORKERS` chunks asked or answered and not yet taken (the flow's task runner runs as
+many tasks at once), so memory stays that of a few chunks. Every request goes through the
+same `Asker` as a task's: the same journal, limiter, retries, budget, progress and Weave trace.
 
 Left to the tasks: models under a rate limit shared across processes (taken through the
 Prefect server, which is not ready yet), the local LLM unless it is already running (the
@@ -29,12 +29,10 @@ from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import NotAskedEarly
 from evalflow.inference import Answer, Asker, Journal, answer_chunk
-from evalflow.plan import RunPlan
+from evalflow.plan import CHUNK_WORKERS, RunPlan
 from evalflow.prompting import chunk_requests
 from evalflow.run_context import RunContext
 from evalflow.targets import LOCAL_LLM_ENV, Target
-
-WINDOW = 4  # chunks asked ahead of the tasks (the evaluate flow's task runner: 4 threads)
 
 
 def answers_early(spec: ModelSpec) -> bool:
@@ -54,7 +52,7 @@ class EarlyAnswers:
         self._models = {target.spec.name for target in self._targets}
         self._chunks: dict[tuple[str, int], Future[list[Answer]]] = {}
         self._lock = threading.Lock()
-        self._room = threading.Semaphore(WINDOW)
+        self._room = threading.Semaphore(CHUNK_WORKERS)
         self._closing = False
         self._ended = False
         self._thread = threading.Thread(target=self._main, name="evalflow-early", daemon=True)

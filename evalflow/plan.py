@@ -43,6 +43,11 @@ class RunRequest(BaseModel):
     epochs: int | None = Field(None, ge=1, le=100)
 
 
+# Chunks a run works on at once: the evaluate flow's task runner threads, and how many chunks
+# `evalflow run` asks ahead of them before the flow starts (evalflow/early_answers.py).
+CHUNK_WORKERS = 4
+
+
 @dataclass
 class RunPlan:
     """A checked run: everything it will send is known, nothing is sent yet."""

@@ -12,13 +12,13 @@ from pydantic import Field
 
 from evalflow.config import ModelName, SuiteName
 from evalflow.forms import form_help
-from evalflow.plan import RunRequest, reachable
+from evalflow.plan import CHUNK_WORKERS, RunRequest, reachable
 from evalflow.run_context import open_run
 from evalflow.spool import open_spool
 from evalflow.weave_setup import init_weave
 from tasks.collect import collect_results
 from tasks.evaluation import weave_evaluation
-from tasks.inference import CHUNK_WORKERS, answer_rows
+from tasks.inference import answer_rows
 from tasks.leaderboard import leave_entries, publish
 from tasks.plan import plan_evaluation
 from tasks.unwalked import unwalked

@@ -19,7 +19,7 @@ from evalflow.early_answers import Answered
 from evalflow.errors import ChunkFailedError
 from evalflow.inference import Asker, Journal, Target
 from evalflow.judge import Judge, answer_and_judge
-from evalflow.plan import RunPlan
+from evalflow.plan import CHUNK_WORKERS, RunPlan
 from evalflow.prompting import ChunkRequests, chunk_requests
 from evalflow.run_context import RunContext
 from evalflow.spool import ResultSpool
@@ -84,9 +84,7 @@ def _settled(outcome: Any) -> None:
         raise outcome
 
 
-# Threads running infer-chunk tasks (the evaluate flow's task runner), and how many chunks are
-# submitted ahead of those finished: enough to keep every thread busy.
-CHUNK_WORKERS = 4
+# Chunks submitted ahead of those finished: enough to keep every task runner thread busy.
 CHUNKS_AHEAD = 2 * CHUNK_WORKERS
 
 
