@@ -240,13 +240,27 @@ def _start_prefect_early() -> threading.Thread | None:
 
 @contextlib.contextmanager
 def _prefect_api(api_url: str | None) -> Iterator[None]:
-    """Prefect's client uses `api_url` in the body (nothing changes when it is None)."""
-    if api_url is None:
-        yield
-        return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    """Prefect's settings for the flow run of `evalflow run`, in the body: its client uses
+    `api_url` (unchanged when None), and the run sends no heartbeats unless
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set.
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+    Heartbeats tell the lost-run automation that a deployment's run is alive
+    (evalflow/lost_runs.py watches only runs tagged by prefect.yaml's deployments); nothing
+    watches this command's own run. Prefect's heartbeat thread sleeps a second at a time and
+    the flow's end waits for it: up to 1 s (0.5 s on average) of every command's tail."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    updates: dict[Any, Any] = {}
+    if api_url is not None:
+        updates[PREFECT_API_URL] = api_url
+    if "heartbeat_frequency" not in get_current_settings().flows.model_fields_set:
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None  # the user set none: Prefect's default
+    with temporary_settings(updates=updates):
         yield
 
 

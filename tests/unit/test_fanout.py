@@ -72,3 +72,25 @@ def test_every_deployment_sends_the_heartbeats_the_automation_expects() -> None:
     trigger = lost_run_automation(periods=3).trigger
     assert trigger.within.total_seconds() == 3 * HEARTBEAT_SECONDS
     assert trigger.posture == "Proactive" and trigger.after == {"prefect.flow-run.heartbeat"}
+
+
+def test_evalflow_runs_own_flow_run_sends_heartbeats_only_when_the_user_sets_them() -> None:
+    """`evalflow run`'s flow run is watched by no automation (it is not a deployment's): no
+    heartbeat thread, whose one-second sleeps the flow's end waits for. A period the user set
+    is kept, as a deployment's job variables set it."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from evalflow.cli import _prefect_api
+
+    assert get_current_settings().flows.heartbeat_frequency is not None  # Prefect's default
+    with _prefect_api(None):
+        assert get_current_settings().flows.heartbeat_frequency is None
+    user_set = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}
+    with temporary_settings(updates=user_set), _prefect_api("http://127.0.0.1:4200/api"):
+        settings = get_current_settings()
+        assert settings.flows.heartbeat_frequency == HEARTBEAT_SECONDS
+        assert settings.api.url == "http://127.0.0.1:4200/api"
