@@ -357,14 +357,16 @@ class RowStore:
 
 
 def _packed(block: list[Row]) -> bytes | list[Row]:
+    """The rows' fields as tuples, pickled and compressed (a dataclass's own pickling calls
+    `fields()` and sets each slot apart for every row: half the time of reading a block)."""
+    fields = [(r.id, r.index, r.inputs, r.target, r.record, r.choices) for r in block]
     try:
-        return zlib.compress(pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        return zlib.compress(pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL), 1)
     except (pickle.PicklingError, TypeError, AttributeError):
         return block
 
 
 def _unpacked(block: bytes | list[Row]) -> list[Row]:
     if isinstance(block, bytes):
-        rows: list[Row] = pickle.loads(zlib.decompress(block))
-        return rows
+        return [Row(*fields) for fields in pickle.loads(zlib.decompress(block))]
     return block
