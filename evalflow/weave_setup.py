@@ -15,6 +15,7 @@ from evalflow.patches.weave import (
     restore_is_op,
     use_attribute_is_op,
 )
+from evalflow.patches.weave_plain import restore_weave_walks, use_plain_fast_path
 
 DEFAULT_PROJECT = "local/evalflow"
 PROJECT_ENV = "EVALFLOW_WEAVE_PROJECT"
@@ -64,11 +65,14 @@ def init_weave(project: str | None = None) -> Any:
             import weave
 
             client = weave.init(name)
-        # The is_op patch was measured and verified on the local store; W&B runs weave as is.
+        # The is_op and plain-value patches were measured and verified on the local store;
+        # W&B runs weave as is.
         if entity == "local":
             use_attribute_is_op()
+            use_plain_fast_path()
         else:
             restore_is_op()
+            restore_weave_walks()
         _current = (name, client)
         return client
 

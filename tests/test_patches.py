@@ -17,6 +17,7 @@ from evalflow.patches import _gate
 from evalflow.patches import llama_cpp as llama_patch
 from evalflow.patches import openai as openai_patch
 from evalflow.patches import weave as weave_patch
+from evalflow.patches import weave_plain as plain_patch
 from evalflow.patches import weave_table as table_patch
 from evalflow.patches._gate import version_problem
 
@@ -31,6 +32,7 @@ def fresh_installs() -> Iterator[None]:
         llama_patch.disable_weight_repacking,
         weave_patch._is_op_problems,
         table_patch._problems,
+        plain_patch._problems,
     )
     for install in installs:
         install.cache_clear()
@@ -45,7 +47,7 @@ def fresh_installs() -> Iterator[None]:
 
 
 def test_the_installed_versions_are_the_verified_ones() -> None:
-    for patch in (openai_patch, weave_patch, table_patch, llama_patch):
+    for patch in (openai_patch, weave_patch, table_patch, llama_patch, plain_patch):
         assert version_problem(patch.DISTRIBUTION, patch.VERIFIED) is None
 
 
@@ -207,6 +209,105 @@ def test_weave_drift_is_noticed(monkeypatch: pytest.MonkeyPatch, fresh_installs:
     assert weave_patch.wandb_drift() == [
         "weave.trace.wandb_run_context._get_global_wandb_run is gone"
     ]
+
+
+def _walk_samples() -> list[Any]:
+    """Values weave walks in a call's inputs and output: plain ones, and others (enums,
+    namedtuples, pydantic models, dataclasses, dict subclasses) left to weave."""
+    import collections
+    import dataclasses
+    import enum
+
+    import pydantic
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    class Point(pydantic.BaseModel):
+        x: int
+
+    @dataclasses.dataclass
+    class Pair:
+        a: int
+        b: str
+
+    message = {"role": "user", "content": "What is 2 plus 2? é"}
+    chat = {
+        "model": "m",
+        "messages": [message, {"role": "assistant", "content": "4"}],
+        "max_tokens": 16,
+        "timeout": 30.0,
+        "stop": ("\n", "Q:"),
+        "seed": None,
+        "logprobs": False,
+    }
+    return [
+        chat,
+        {"choices": [{"message": {"content": "4", "tool_calls": None}}], "usage": {"n": 1}},
+        "text",
+        3,
+        2.5,
+        float("nan"),
+        True,
+        None,
+        [],
+        {},
+        [[1, [2, (3, "x")]], {"deep": {"er": [None]}}],
+        {1: "int key"},
+        {"colour": Colour.RED},
+        collections.namedtuple("NT", "a b")(1, 2),
+        {"point": Point(x=1)},
+        [Pair(1, "b")],
+        collections.OrderedDict(a=1),
+        {"bytes": b"x"},
+    ]
+
+
+def test_weave_walks_are_as_verified_and_plain_values_walk_alike() -> None:
+    """Each patched walk gives what weave's own does, on plain values and on others (which go
+    to weave's own), and nothing is saved for a plain value."""
+    import weave.trace.weave_client as weave_client
+    from weave.trace.serialization import serialize
+
+    assert plain_patch.drift() == []
+    from evalflow.weave_setup import init_weave
+
+    client = init_weave("local/plain-walks")
+    assert plain_patch.use_plain_fast_path()
+    assert weave_client.to_json is not serialize.to_json
+    fast_json, fast_refs = weave_client.to_json, weave_client.map_to_refs
+    own_json, own_refs = plain_patch._original(fast_json), plain_patch._original(fast_refs)
+    project = client.project_id
+    for sample in _walk_samples():
+        expected, got = own_json(sample, project, client), fast_json(sample, project, client)
+        assert repr(got) == repr(expected), sample
+        assert repr(fast_refs(sample)) == repr(own_refs(sample)), sample
+        if plain_patch.is_plain(sample):
+            assert client._save_nested_objects(sample) is None
+            if isinstance(sample, (dict, list)):
+                assert got is not sample  # a copy, as weave's
+    assert not plain_patch.is_plain({"colour": 1.0, "k": [b"x"]})
+
+
+def test_weave_walks_drift_is_noticed_and_weave_walks_as_shipped(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import weave.trace.weave_client as weave_client
+    from weave.trace.serialization import serialize
+
+    plain_patch.restore_weave_walks()
+    assert weave_client.to_json is serialize.to_json
+    encoders = [serialize._encode_primitive, *serialize._ENCODERS]
+    monkeypatch.setattr(serialize, "_ENCODERS", encoders)
+    assert any("first encoders changed" in p for p in plain_patch.drift())
+    monkeypatch.setitem(plain_patch.VERIFIED_SOURCES, "weave_client.map_to_refs", "0" * 16)
+    assert "weave's weave_client.map_to_refs changed" in plain_patch.drift()
+    with pytest.warns(RuntimeWarning, match="plain values"):
+        assert not plain_patch.use_plain_fast_path()
+    assert weave_client.to_json is serialize.to_json
+    monkeypatch.undo()
+    plain_patch._problems.cache_clear()
+    assert plain_patch.use_plain_fast_path()  # as the rest of the session had it
 
 
 TABLE_ROWS = [

@@ -20,6 +20,14 @@ weave.use_attribute_is_op (weave >=0.54,<0.55, Python 3.11, local Weave store on
     annotated on `Op`) instead of isinstance() against a runtime Protocol (~45 us a check, a
     fifth of a traced call). `restore_is_op` undoes it (a W&B project runs weave's own).
     Otherwise: weave's isinstance() check.
+weave_plain.use_plain_fast_path (weave >=0.54,<0.55, local Weave store only; the source of
+    every weave function it stands for is compared with the verified one)
+    Wraps `to_json` and `map_to_refs` in `weave.trace.weave_client` and
+    `WeaveClient._save_nested_objects`: a value made only of exactly dict (string keys), list,
+    tuple, str, int, float, bool and None (a traced chat request's inputs and output) gets
+    weave's result for it directly (a copy with the same leaves; nothing to save) instead of
+    a ladder of type checks per value (11% of a traced request's CPU). `restore_weave_walks`
+    undoes it (a W&B project runs weave's own). Otherwise: weave's own walks.
 weave_table.publish_table (weave >=0.54,<0.55; the trace server's own table API, no change)
     Publishes a run's Weave dataset a chunk of rows at a time (`table_create` of each chunk,
     then `table_create_from_digests`), and not at all when the store has its table already;

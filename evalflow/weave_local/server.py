@@ -59,7 +59,7 @@ from weave.vendor.weave_server_sdk.types.table_query_response import Row
 from evalflow.errors import WeaveStoreError
 from evalflow.weave_local.db import Database, dumps, loads
 from evalflow.weave_local.query import get_path, matches, sort_records
-from evalflow.weave_local.redact import known_secrets, redact
+from evalflow.weave_local.redact import SECRET_KEYS, known_secrets, redact
 from evalflow.weave_local.refs import PREFIX, op_base_name, parse_ref, refs_in
 
 CHUNK = 500  # SQLite parameters per IN (...)
@@ -94,6 +94,30 @@ def _redact_exception(text: str | None, secrets: list[str]) -> str | None:
     except ValueError:
         return str(redact(text, secrets))
     return json.dumps(redact(value, secrets))
+
+
+# What a key-like field looks like in JSON text (`"api_key"`), lower-cased.
+_QUOTED_SECRET_KEYS = tuple(f'"{key}"' for key in SECRET_KEYS)
+
+
+def _stored(value: Any, secrets: list[str]) -> tuple[str, str]:
+    """A call's JSON value as the store keeps it: `dumps(redact(value))`, and the weave refs
+    in it (space-separated, sorted). Most values have nothing to redact and no ref, which
+    their JSON text shows at once (no key-like field, no known secret, no escaped character
+    that could hide one, no ref prefix): the text is then the value's own, found without
+    walking the value three times in Python."""
+    text = dumps(value)
+    lowered = text.lower()
+    if (
+        "\\u" in text
+        or any(key in lowered for key in _QUOTED_SECRET_KEYS)
+        or any(json.dumps(secret)[1:-1] in text for secret in secrets)
+    ):
+        value = redact(value, secrets)
+        text = dumps(value)
+    if PREFIX not in text:
+        return text, ""
+    return text, " ".join(sorted(set(refs_in(value))))
 
 
 BACKLOG = 20  # batches queued before the caller writes itself (back-pressure)
@@ -185,8 +209,8 @@ class LocalTraceServer:
         call_id = start.get("id") or str(uuid.uuid4())
         trace_id = start.get("trace_id") or str(uuid.uuid4())
         secrets = known_secrets()
-        inputs = redact(start.get("inputs") or {}, secrets)
-        attributes = redact(start.get("attributes") or {}, secrets)
+        inputs, input_refs = _stored(start.get("inputs") or {}, secrets)
+        attributes, _ = _stored(start.get("attributes") or {}, secrets)
         values = (
             start["project_id"],
             call_id,
@@ -199,9 +223,9 @@ class LocalTraceServer:
             start.get("wb_run_id"),
             start.get("wb_user_id"),
             _iso(start["started_at"]),
-            dumps(attributes),
-            dumps(inputs),
-            " ".join(sorted(set(refs_in(inputs)))),
+            attributes,
+            inputs,
+            input_refs,
         )
         self._enqueue(
             """INSERT INTO calls (project_id, id, trace_id, parent_id, op_name, display_name,
@@ -221,16 +245,16 @@ class LocalTraceServer:
     def call_end(self, req: Any) -> None:
         end = req["end"]
         secrets = known_secrets()
-        output = redact(end.get("output"), secrets)
+        output, output_refs = _stored(end.get("output"), secrets)
         values = (
             end["project_id"],
             end["id"],
             end.get("trace_id"),
             _iso(end["ended_at"]),
-            dumps(output),
-            dumps(redact(end.get("summary") or {}, secrets)),
+            output,
+            _stored(end.get("summary") or {}, secrets)[0],
             _redact_exception(end.get("exception"), secrets),
-            " ".join(sorted(set(refs_in(output)))),
+            output_refs,
         )
         self._enqueue(
             """INSERT INTO calls (project_id, id, trace_id, ended_at, output, summary,
