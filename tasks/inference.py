@@ -19,7 +19,7 @@ from evalflow.early_answers import Answered
 from evalflow.errors import ChunkFailedError
 from evalflow.inference import Asker, Journal, Target
 from evalflow.judge import Judge, answer_and_judge
-from evalflow.plan import CHUNK_WORKERS, RunPlan
+from evalflow.plan import CHUNKS_AHEAD, RunPlan
 from evalflow.prompting import ChunkRequests, chunk_requests
 from evalflow.run_context import RunContext
 from evalflow.spool import ResultSpool
@@ -82,10 +82,6 @@ def _settled(outcome: Any) -> None:
     the spool (they count, and the run fails after saving them); any other failure raises."""
     if isinstance(outcome, BaseException) and not isinstance(outcome, ChunkFailedError):
         raise outcome
-
-
-# Chunks submitted ahead of those finished: enough to keep every task runner thread busy.
-CHUNKS_AHEAD = 2 * CHUNK_WORKERS
 
 
 def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target], spool: ResultSpool) -> None:
