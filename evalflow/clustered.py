@@ -22,13 +22,24 @@ def clustered(values: pd.Series, rows: pd.Series) -> tuple[float, float, int]:
     """Mean of the rows' means, its standard error across rows, and the number of rows, for
     scores `values` (NaN: unscored) of the rows `rows`."""
     scored = pd.DataFrame({"row": rows, "value": values}).dropna()
-    per_row = scored.groupby("row", sort=False)["value"].mean()
+    per_row = scored["value"] if _each_once(scored["row"]) else _row_means(scored)
     n = len(per_row)
     if n == 0:
         return math.nan, math.nan, 0
     mean = float(per_row.mean())
     stderr = float(per_row.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     return mean, stderr, n
+
+
+def _each_once(rows: pd.Series) -> bool:
+    """Whether the rows come in increasing order, each once (one epoch, in the frame's order):
+    then each row's mean is its one score (found without grouping every row)."""
+    ids = rows.to_numpy()
+    return ids.dtype.kind in "iu" and bool((ids[1:] > ids[:-1]).all())
+
+
+def _row_means(scored: pd.DataFrame) -> pd.Series:
+    return scored.groupby("row", sort=False)["value"].mean()
 
 
 def _is_boolean(values: pd.Series) -> bool:

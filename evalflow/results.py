@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,16 @@ def _cost(spec: ModelSpec | None, prompt_tokens: int, completion_tokens: int) ->
     return math.nan if cost is None else cost
 
 
+def _by_model(frame: pd.DataFrame) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """Each model's rows, in the order the models come: the frame itself when it has one
+    model (groupby would copy every row)."""
+    models = frame["model"].unique()
+    if len(models) == 1 and not pd.isna(models[0]):
+        yield models[0], frame
+        return
+    yield from frame.groupby("model", sort=False)
+
+
 def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None) -> pd.DataFrame:
     """Per model: rows, answered, errors, tokens, mean latency, cost (USD, when the model's
     prices are known; failed rows' tokens count, they were paid), and per scorer its mean,
@@ -88,15 +98,16 @@ def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None)
     scores."""
     out = []
     score_cols = [c for c in frame.columns if c.startswith("score:")]
-    for model, group in frame.groupby("model", sort=False):
-        ok = group[group["error_class"].isna()]
+    for model, group in _by_model(frame):
+        failed = group["error_class"].notna()
+        ok = group[~failed] if failed.any() else group  # no copy of every row when none failed
         prompt_tokens = int(group["prompt_tokens"].sum())
         completion_tokens = int(group["completion_tokens"].sum())
         entry: dict[str, Any] = {
             "model": model,
             "rows": len(group),
             "answered": len(ok),
-            "errors": int(group["error_class"].notna().sum()),
+            "errors": int(failed.sum()),
             "tokens": prompt_tokens + completion_tokens,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

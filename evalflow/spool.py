@@ -166,7 +166,12 @@ class ResultSpool:
         parts = self._ordered()
         if not parts:
             return pd.DataFrame(columns=[*COMPACT, "latency_s"])
-        frames = [self._with_heads(p, p.compact.copy()) for p in parts]
+        heads = self._headlines()
+        # A part's own frame where it gains no headline column: concat copies it anyway.
+        frames = [
+            self._with_heads(p, p.compact.copy()) if heads[(p.model, p.chunk_no)] else p.compact
+            for p in parts
+        ]
         return pd.concat(frames, ignore_index=True)
 
     def frames(self, model: str | None = None) -> Iterator[pd.DataFrame]:

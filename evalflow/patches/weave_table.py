@@ -192,8 +192,11 @@ def _upload(client: Any, chunks: Iterable[list[dict[str, Any]]], columns: list[s
         )
         for row_digest in made.row_digests:
             digests.append(row_digest)
+    # evalflow's local store reads the packed digests as they are; another server gets a list.
+    packed = getattr(server, "TAKES_DIGEST_SEQUENCES", False)
+    sent: Sequence[str] = digests if packed else list(digests)
     whole = server.table_create_from_digests(
-        {"project_id": project, "row_digests": list(digests), "expected_digest": None}
+        {"project_id": project, "row_digests": sent, "expected_digest": None}
     )
     return StoredTable(whole.digest, digests, columns)
 

@@ -15,7 +15,8 @@ import json
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,24 @@ def _stored(value: Any, secrets: list[str]) -> tuple[str, str]:
 BACKLOG = 20  # batches queued before the caller writes itself (back-pressure)
 
 
+def _digests_text(digests: Iterable[str]) -> str:
+    """The JSON array of a table's row digests, as `dumps` writes a list of them, built in one
+    buffer (a list of 500,000 digests as strings would take 50 MB)."""
+    out = bytearray(b"[")
+    for n, digest in enumerate(digests):
+        if n:
+            out += b","
+        out += encode_basestring_ascii(digest).encode("ascii")
+    out += b"]"
+    return out.decode("ascii")
+
+
 class LocalTraceServer:
     """The trace server interface the WeaveClient talks to, on one SQLite file."""
+
+    # table_create_from_digests takes any sequence of digests (evalflow/patches/weave_table.py
+    # passes its packed RowDigests: no list of every row's digest as strings).
+    TAKES_DIGEST_SEQUENCES = True
 
     def __init__(self, path: Path, flush_every_s: float = 0.05, batch: int = 500) -> None:
         self.db = Database(path)
@@ -519,18 +536,16 @@ class LocalTraceServer:
 
     # ---- tables ----------------------------------------------------------------------------
     def _store_table(
-        self, project_id: str, row_digests: list[str], rows: list[tuple[str, str]]
+        self, project_id: str, row_digests: Sequence[str], rows: list[tuple[str, str]]
     ) -> str:
-        digest = compute_table_digest(row_digests)
+        digest = compute_table_digest(row_digests)  # type: ignore[arg-type]  # reads them in order
+        text = _digests_text(row_digests)
         with self.db.write() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO table_rows VALUES (?,?,?)",
                 [(project_id, d, v) for d, v in rows],
             )
-            conn.execute(
-                "INSERT OR IGNORE INTO tables VALUES (?,?,?)",
-                (project_id, digest, dumps(row_digests)),
-            )
+            conn.execute("INSERT OR IGNORE INTO tables VALUES (?,?,?)", (project_id, digest, text))
         return digest
 
     def table_create(self, req: Any) -> TableCreateResponse:
@@ -546,9 +561,10 @@ class LocalTraceServer:
         return TableCreateResponse(digest=digest, row_digests=digests)
 
     def table_create_from_digests(self, req: Any) -> TableCreateFromDigestsResponse:
-        digests = list(req["row_digests"])
+        """A table of rows already stored, from their digests: a list, or any sequence of
+        them (TAKES_DIGEST_SEQUENCES), which is read without a list of every digest."""
         return TableCreateFromDigestsResponse(
-            digest=self._store_table(req["project_id"], digests, [])
+            digest=self._store_table(req["project_id"], req["row_digests"], [])
         )
 
     def _row_digests(self, project_id: str, digest: str) -> list[str]:

@@ -159,7 +159,7 @@ def _peak_bytes(tmp_path: Path, rows: int) -> int:
     """tracemalloc's peak while a run of `rows` rows is spooled, summarized and saved."""
     suite = Suite(name="flat", dataset=DatasetSpec(path="unused.jsonl", id_field="id"))
     folder = tmp_path / f"spool{rows}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     tracemalloc.start()
     try:
         spool = ResultSpool(suite, folder)
@@ -173,7 +173,10 @@ def _peak_bytes(tmp_path: Path, rows: int) -> int:
 
 def test_memory_per_row_stays_small_as_the_rows_grow(tmp_path: Path) -> None:
     # Collecting every answer into one frame held about 1,500 bytes a row at its peak (the
-    # answers, the records and the frame); the spool keeps a compact record per row.
+    # answers, the records and the frame); the spool keeps a compact record per row. The
+    # summary's copies of the model's rows and its grouping by row (one epoch here: each row
+    # once) took 317 bytes a row in all; 234 without.
+    _peak_bytes(tmp_path / "warm", 2_000)  # imports and caches, outside the peaks
     small, large = _peak_bytes(tmp_path, 2_000), _peak_bytes(tmp_path, 8_000)
     per_row = (large - small) / 6_000
-    assert per_row < 400, f"{per_row:.0f} bytes more per row"
+    assert per_row < 275, f"{per_row:.0f} bytes more per row"
