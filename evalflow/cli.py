@@ -183,18 +183,20 @@ def _figures(summary: list[dict[str, object]], scorers: list[str]) -> list[dict[
     return summary_table(summary, scorers)
 
 
-def _use_running_stack() -> None:
+def _use_running_stack() -> bool:
     """With no PREFECT_API_URL set and `evalflow up` running, run on the stack's Prefect server
-    (the run shows in the UI already open; no temporary server to start) and its local LLM."""
+    (the run shows in the UI already open; no temporary server to start) and its local LLM.
+    Whether it does (the stack's server has just answered)."""
     from evalflow.stack import running_stack
     from evalflow.targets import LOCAL_LLM_ENV
 
     if os.environ.get("PREFECT_API_URL") or (stack := running_stack()) is None:
-        return
+        return False
     os.environ["PREFECT_API_URL"] = stack["api_url"]
     if stack["llm_url"]:
         os.environ.setdefault(LOCAL_LLM_ENV, stack["llm_url"])
     typer.echo(f"on the local stack: {stack['api_url'].removesuffix('/api')}", err=True)
+    return True
 
 
 def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
@@ -364,9 +366,9 @@ def run(
         "leaderboard": leaderboard,
         "epochs": epochs,
     }
-    _use_running_stack()
+    on_stack = _use_running_stack()
     server = start_temporary_server()  # first: it starts while this process works
-    if server is None and (api := os.environ.get("PREFECT_API_URL")):
+    if server is None and not on_stack and (api := os.environ.get("PREFECT_API_URL")):
         check_prefect_api(api)
     plan = _plan_or_explain(request)
     request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import os
-import ssl
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, fields, replace
@@ -36,6 +34,7 @@ from evalflow.retry import MalformedResponseError, is_fatal, retrying
 from evalflow.run_context import RunContext
 from evalflow.storage import Location, Remote, SegmentLog
 from evalflow.targets import LOCAL_LLM_ENV, Target
+from evalflow.tls import ssl_context
 
 __all__ = [
     "LOCAL_LLM_ENV",
@@ -253,7 +252,7 @@ class Asker:
                     max_keepalive_connections=limits.max_concurrency,
                 ),
                 timeout=limits.timeout_s,
-                verify=_ssl_context(),
+                verify=ssl_context(),
             )
             self._client = await self._stack.enter_async_context(
                 openai.AsyncOpenAI(
@@ -459,14 +458,6 @@ class _Waiting:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._hold.__aexit__(*exc)
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """The TLS context every client of this process verifies with: the one httpx builds by
-    default (SSL_CERT_FILE and SSL_CERT_DIR honoured), built once; loading the CA bundle
-    costs about 15 ms, once per client (so per chunk) before."""
-    return httpx2.create_ssl_context()
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

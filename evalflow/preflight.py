@@ -10,6 +10,7 @@ import httpx
 
 from evalflow.errors import ConfigError, EndpointUnreachableError, FatalRequestError
 from evalflow.targets import Target
+from evalflow.tls import ssl_context
 
 TIMEOUT_S = 5.0
 
@@ -21,7 +22,9 @@ def _listed_models(target: Target, timeout: float) -> set[str] | None:
     key = target.api_key()
     headers = {"Authorization": f"Bearer {key}", **target.headers()}
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout, follow_redirects=True)
+        response = httpx.get(
+            url, headers=headers, timeout=timeout, follow_redirects=True, verify=ssl_context()
+        )
     except httpx.TimeoutException:
         raise EndpointUnreachableError(
             f"endpoint {target.base_url} did not answer within {timeout:.0f} s (GET /models): "
@@ -72,7 +75,7 @@ def check_prefect_api(api_url: str, timeout: float = TIMEOUT_S) -> None:
     """Raise when nothing answers at the Prefect API the run would use (PREFECT_API_URL, or
     the stack's): any HTTP answer will do, only a server that can't be reached is refused."""
     try:
-        httpx.get(api_url.rstrip("/") + "/health", timeout=timeout)
+        httpx.get(api_url.rstrip("/") + "/health", timeout=timeout, verify=ssl_context())
     except httpx.HTTPError as exc:
         reason = str(exc) or type(exc).__name__
         raise ConfigError(

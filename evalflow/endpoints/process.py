@@ -21,6 +21,7 @@ import httpx
 
 from evalflow.errors import EndpointError
 from evalflow.home import offline_environment
+from evalflow.tls import ssl_context
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -193,4 +194,4 @@ class ServerProcess:
 
 def answers(url: str) -> bool:
     """True when GET url answers 200."""
-    return httpx.get(url, timeout=2.0).status_code == 200
+    return httpx.get(url, timeout=2.0, verify=ssl_context()).status_code == 200
