@@ -43,15 +43,16 @@ class RunRequest(BaseModel):
     epochs: int | None = Field(None, ge=1, le=100)
 
 
-# Chunks a run works on at once: the evaluate flow's task runner threads. A model's chunks
-# come one after another, so two keep its requests in flight across a chunk's end (the same
-# in-loop rate as four at 200 ms: 152 and 151 rows/s), and fewer event loops contend for the
-# GIL (at latency 0, about 7% less CPU a row than four: bench.scale at 20,000 rows).
-CHUNK_WORKERS = 2
-# Chunks submitted ahead of those finished (their rows read, not yet taken by a task): the
-# flow's submission, and how many chunks `evalflow run` asks before the flow starts
-# (evalflow/early_answers.py).
+# Chunks a run works on at most at once: the evaluate flow's task runner threads, and how many
+# chunks `evalflow run` asks ahead of them before the flow starts (evalflow/early_answers.py).
+CHUNK_WORKERS = 4
+# Chunks submitted ahead of those finished (their rows read, not yet taken by a task).
 CHUNKS_AHEAD = 2 * CHUNK_WORKERS
+# Chunks at once when no judge grades them and one chunk fills each model's slots: a model's
+# chunks come one after another, so two keep its requests in flight across a chunk's end (the
+# same in-loop rate as four at 200 ms: 152 and 151 rows/s), and fewer event loops contend for
+# the GIL (at latency 0, about 7% less CPU a row than four: bench.scale at 20,000 rows).
+FILLING_CHUNKS = 2
 
 
 @dataclass
@@ -87,6 +88,14 @@ class RunPlan:
         """`targets` of `endpoint_specs`, as the answering models' and the judges' by label."""
         answering = targets[: len(self.specs)]
         return answering, dict(zip(self.judges, targets[len(self.specs) :], strict=True))
+
+    def chunks_at_once(self, answering: list[Target], judged: bool) -> int:
+        """How many chunks the flow submits at once (running or queued): FILLING_CHUNKS when
+        no judge grades the answers and a chunk holds at least as many requests as each
+        answering model keeps in flight; otherwise CHUNKS_AHEAD (a chunk's task then waits on
+        its judge's pace, or on its own few rows, while the next chunks' answers go)."""
+        fills = all(t.spec.limits.max_concurrency <= self.parameters.chunk_size for t in answering)
+        return FILLING_CHUNKS if fills and not judged else CHUNKS_AHEAD
 
     def chunks(self) -> Iterator[list[Row]]:
         """The rows in order, a list of `chunk_size` rows at a time (made as they are read:

@@ -19,7 +19,7 @@ from evalflow.early_answers import Answered
 from evalflow.errors import ChunkFailedError
 from evalflow.inference import Asker, Journal, Target
 from evalflow.judge import Judge, answer_and_judge
-from evalflow.plan import CHUNKS_AHEAD, RunPlan
+from evalflow.plan import RunPlan
 from evalflow.prompting import ChunkRequests, chunk_requests
 from evalflow.run_context import RunContext
 from evalflow.spool import ResultSpool
@@ -88,9 +88,9 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target], spool: Re
     """Every row answered by every model, and graded by the suite's judges as it is answered,
     into `spool`: an infer-chunk task per chunk and model, run concurrently; the run's
     progress shown as a Prefect progress artifact. `targets` are those of
-    plan.endpoint_specs. A chunk's rows are read when it is submitted, CHUNKS_AHEAD chunks at
-    most ahead of those finished, so the rows held are a few chunks', not the dataset's (a
-    task's arguments stay in the task runner's queue until the task runs)."""
+    plan.endpoint_specs. A chunk's rows are read when it is submitted, a few chunks at most
+    ahead of those finished (`RunPlan.chunks_at_once`), so the rows held are a few chunks',
+    not the dataset's (a task's arguments stay in the task runner's queue until it runs)."""
     answering, judges = plan.split_targets(targets)
     shared = ensure_shared_limits(plan.endpoint_specs, plan.parameters.chunk_size)
     judge_limits = {label: shared.get(spec.name) for label, spec in plan.judges.items()}
@@ -120,7 +120,7 @@ def answer_rows(plan: RunPlan, run: RunContext, targets: list[Target], spool: Re
         future.add_done_callback(finished.put)
 
     try:
-        for _ in range(CHUNKS_AHEAD):
+        for _ in range(plan.chunks_at_once(answering, judged=bool(judges))):
             submit_next()
         while running:
             future = finished.get()

@@ -208,3 +208,19 @@ def test_answering_holds_a_few_chunks_of_rows_not_the_dataset(
     frame = pd.read_parquet(Path(result["folder"]) / "results.parquet")
     assert len(frame) == 2_500 and list(frame["row_id"]) == [f"q{i:04d}" for i in range(2_500)]
     assert peak <= BLOCK_ROWS + 16 * 25, f"{peak} rows alive at once while answering"
+
+
+def test_chunks_smaller_than_the_concurrency_still_keep_every_slot_busy(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model allowed 16 requests in flight, asked in chunks of 4 rows: the endpoint sees 16
+    at once (several chunks run together), not one or two chunks' worth."""
+    rows = questions(96)
+    sim.configure(answer_key=answer_key(rows), models={"oracle": 1.0}, latency_ms=300)
+    limits = {"limits": {"max_concurrency": 16}}
+    folder = write_suite(tmp_path / "e", "small", rows, sim.base_url, {"oracle": limits})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    evaluate(suite="small", chunk_size=4, weave_project="local/flow-small")
+    stats = sim.stats()
+    assert stats["by_model"] == {"oracle": {"200": 96}}
+    assert stats["peak_in_flight"] == 16
