@@ -165,10 +165,7 @@ def use_plain_fast_path() -> bool:
     if problems := _problems():
         stand_aside(PATCH, list(problems))
         return False
-    client_module.to_json = _fast_copy(client_module.to_json)
-    client_module.map_to_refs = _fast_copy(client_module.map_to_refs)
-    client = client_module.WeaveClient
-    client._save_nested_objects = _fast_save(client._save_nested_objects)
+    _rebind(client_module, _fast_copy, _fast_save)
     return True
 
 
@@ -178,8 +175,14 @@ def restore_weave_walks() -> bool:
     client_module = modules["weave_client"]
     if not hasattr(client_module.to_json, "__weave_plain_original__"):
         return False
-    client_module.to_json = _original(client_module.to_json)
-    client_module.map_to_refs = _original(client_module.map_to_refs)
-    client = client_module.WeaveClient
-    client._save_nested_objects = _original(client._save_nested_objects)
+    _rebind(client_module, _original, _original)
     return True
+
+
+def _rebind(client_module: Any, walks: Any, save: Any) -> None:
+    """Rebind the three walks: `walks` of `to_json` and `map_to_refs`, `save` of
+    `WeaveClient._save_nested_objects`."""
+    client_module.to_json = walks(client_module.to_json)
+    client_module.map_to_refs = walks(client_module.map_to_refs)
+    client = client_module.WeaveClient
+    client._save_nested_objects = save(client._save_nested_objects)
