@@ -5,20 +5,21 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from evalflow.clustered import score_figures
+from evalflow.clustered import SCORE, ScoreTally, figures_of, tally_score
 from evalflow.config import ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
 from evalflow.runs import run_dir, run_path, write_atomic
-from evalflow.stats import describe
 from evalflow.storage import Location, read_bytes, write_built
 
 COLUMNS = [
@@ -52,27 +53,55 @@ def collect(rows: list[Row], answers: list[Answer]) -> pd.DataFrame:
     return frame.sort_values(["model", "index", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def scorer_figures(label: str, values: list[Any]) -> dict[str, Any]:
-    """A scorer's summary fields: `<label>` (the mean), `<label> stderr`, `<label> ci_low`,
-    `<label> ci_high` (95%: Wilson's for true/false scores, Student's t for numbers) and
-    `<label> n` (the rows it scored)."""
-    figure = describe(values)
-    return {
-        label: figure.mean,
-        f"{label} stderr": figure.stderr,
-        f"{label} ci_low": figure.low,
-        f"{label} ci_high": figure.high,
-        f"{label} n": figure.n,
-    }
+@dataclass(frozen=True)
+class PartTally:
+    """What a model's summary needs of a part of its answers that holds every epoch of its
+    rows (a chunk of rows, evalflow.spool): counts, sums, the answered rows' latencies and a
+    tally per score column (evalflow.clustered), a few numbers per row in all."""
+
+    rows: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    latencies: npt.NDArray[np.float64]  # the answered rows'
+    epochs: frozenset[int]  # the answered rows'
+    scores: dict[str, ScoreTally]  # by score column, in the frame's order
 
 
-def _per_row(answered: pd.DataFrame, column: str) -> list[Any]:
-    """A score column's values, one per row: with several epochs, each row's mean (the
-    interval is then over rows, as the standard error is)."""
-    if "epoch" not in answered or answered["epoch"].nunique() <= 1:
-        return list(answered[column].dropna())
-    values = answered[["row_id"]].assign(value=answered[column].astype(float)).dropna()
-    return list(values.groupby("row_id", sort=False)["value"].mean())
+def tally(frame: pd.DataFrame) -> PartTally:
+    """The tally of a part of one model's answers (collected and scored: `row_id`, `epoch`,
+    `error_class`, tokens, `latency_s` and the score columns). Errors (infrastructure failures)
+    stay out of the scores and the latency; their tokens count, they were paid."""
+    failed, ok = _answered(frame)
+    if "epoch" in frame:
+        epochs = frozenset(int(e) for e in ok["epoch"].unique())
+    else:  # one epoch
+        epochs = frozenset({0}) if len(ok) else frozenset()
+    return PartTally(
+        rows=len(frame),
+        errors=int(failed.sum()),
+        prompt_tokens=int(frame["prompt_tokens"].sum()),
+        completion_tokens=int(frame["completion_tokens"].sum()),
+        latencies=ok["latency_s"].to_numpy(dtype=np.float64),
+        epochs=epochs,
+        scores=_tally_scores(ok, frame.columns),
+    )
+
+
+def _answered(frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """Which rows failed, and the others (no copy of the part when none failed)."""
+    failed = frame["error_class"].notna()
+    return failed, frame[~failed] if failed.any() else frame
+
+
+def _tally_scores(ok: pd.DataFrame, columns: Iterable[str]) -> dict[str, ScoreTally]:
+    return {c: tally_score(ok, c) for c in columns if c.startswith(SCORE)}
+
+
+def tally_scores(frame: pd.DataFrame) -> dict[str, ScoreTally]:
+    """The tallies of a part's score columns alone (`row_id`, `epoch`, `error_class` and the
+    score columns): a Python scorer's headline, known once every part is in."""
+    return _tally_scores(_answered(frame)[1], frame.columns)
 
 
 def _cost(spec: ModelSpec | None, prompt_tokens: int, completion_tokens: int) -> float:
@@ -91,34 +120,47 @@ def _by_model(frame: pd.DataFrame) -> Iterator[tuple[Any, pd.DataFrame]]:
     yield from frame.groupby("model", sort=False)
 
 
-def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None) -> pd.DataFrame:
+def _entry(model: Any, parts: list[PartTally], spec: ModelSpec | None) -> dict[str, Any]:
+    prompt_tokens = sum(p.prompt_tokens for p in parts)
+    completion_tokens = sum(p.completion_tokens for p in parts)
+    rows = sum(p.rows for p in parts)
+    errors = sum(p.errors for p in parts)
+    latencies = pd.Series(np.concatenate([p.latencies for p in parts]), copy=False)
+    epochs: set[int] = set().union(*(p.epochs for p in parts))
+    entry: dict[str, Any] = {
+        "model": model,
+        "rows": rows,
+        "answered": rows - errors,
+        "errors": errors,
+        "tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "mean_latency_s": float(latencies.mean()) if rows - errors else math.nan,
+        "cost": _cost(spec, prompt_tokens, completion_tokens),
+    }
+    for column in parts[0].scores:
+        label = column.removeprefix(SCORE)
+        entry.update(figures_of(label, [p.scores[column] for p in parts], epochs))
+    return entry
+
+
+def summarize_parts(
+    parts: Iterable[tuple[Any, PartTally]], specs: Mapping[str, ModelSpec] | None = None
+) -> pd.DataFrame:
     """Per model: rows, answered, errors, tokens, mean latency, cost (USD, when the model's
     prices are known; failed rows' tokens count, they were paid), and per scorer its mean,
-    standard error, 95% interval and n. Errors (infrastructure failures) stay out of the
-    scores."""
-    out = []
-    score_cols = [c for c in frame.columns if c.startswith("score:")]
-    for model, group in _by_model(frame):
-        failed = group["error_class"].notna()
-        ok = group[~failed] if failed.any() else group  # no copy of every row when none failed
-        prompt_tokens = int(group["prompt_tokens"].sum())
-        completion_tokens = int(group["completion_tokens"].sum())
-        entry: dict[str, Any] = {
-            "model": model,
-            "rows": len(group),
-            "answered": len(ok),
-            "errors": int(failed.sum()),
-            "tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "mean_latency_s": float(ok["latency_s"].mean()) if len(ok) else math.nan,
-            "cost": _cost((specs or {}).get(str(model)), prompt_tokens, completion_tokens),
-        }
-        for col in score_cols:
-            entry.update(scorer_figures(col.removeprefix("score:"), _per_row(ok, col)))
-            entry.update(score_figures(ok, col))  # clustered stderr, pass@k, judge errors
-        out.append(entry)
-    return pd.DataFrame(out)
+    clustered standard error, 95% interval and n, pass@k and the majority vote with epochs, a
+    judge's errors and tokens (evalflow.clustered.figures_of). `parts`: each model's tallies,
+    models and their parts in the order of the whole frame."""
+    by_model: dict[Any, list[PartTally]] = {}
+    for model, part in parts:
+        by_model.setdefault(model, []).append(part)
+    return pd.DataFrame([_entry(m, ps, (specs or {}).get(str(m))) for m, ps in by_model.items()])
+
+
+def summarize(frame: pd.DataFrame, specs: Mapping[str, ModelSpec] | None = None) -> pd.DataFrame:
+    """`summarize_parts` of a frame of every answer (each model's rows one part)."""
+    return summarize_parts(((m, tally(group)) for m, group in _by_model(frame)), specs)
 
 
 ResultsWriter = Callable[[Path], None]  # writes results.parquet at the path it is given

@@ -2,10 +2,12 @@
 
 Each finished chunk (one model's answers to a chunk of rows) is collected and scored at once
 (evalflow.results.collect, evalflow.scorers.score_rows) and written to a Parquet file of its
-own in a scratch folder. What stays in memory per row is compact: a small frame of numbers
-(the row's position, epoch, tokens, latency, scores, whether it failed) from which the
-summary's figures are computed (evalflow.results.summarize), and a Python scorer's return
-values (its summary, weave's or its own, is a function of every row's value).
+own in a scratch folder. What stays in memory per row is a few numbers: the part's tally
+(evalflow.results.tally: each answered row's latency, each scored row's mean per scorer, and
+sums), from which the summary's figures are computed (evalflow.results.summarize_parts), and
+with Python scorers their return values and the rows' positions, epochs and failures (a
+Python scorer's summary, weave's or its own, is a function of every row's value, so its
+headline is tallied once every part is in).
 
 `write_results` streams the parts, in the order the whole frame had (model, row, epoch), into
 one results.parquet with one schema (a row group per part). `frames(model)` reads a model's
@@ -20,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +33,16 @@ import pyarrow.parquet as pq
 from evalflow.config import Suite
 from evalflow.dataset import Row
 from evalflow.inference import Answer
-from evalflow.results import collect
+from evalflow.results import PartTally, collect, tally, tally_scores
 from evalflow.scorers import (
-    ERROR_PREFIX,
     SCORE_PREFIX,
     make_scorer,
     python_headlines,
     score_rows,
 )
 
-# What the summary needs of a row (evalflow.results.summarize), besides its score columns.
-COMPACT = ["model", "row_id", "epoch", "error_class", "prompt_tokens", "completion_tokens"]
+# What a Python scorer's headline needs of a row to be tallied once every row's is known.
+KEYS = ["row_id", "epoch", "error_class"]
 
 
 @dataclass
@@ -51,26 +52,21 @@ class _Part:
     model: str
     chunk_no: int
     path: Path
-    compact: pd.DataFrame
+    tally: PartTally
+    keys: pd.DataFrame | None = None  # with Python scorers: KEYS, the row's position as its id
     raw: dict[str, list[Any]] = field(default_factory=dict)  # Python scorer label -> values
 
 
-def _compact(frame: pd.DataFrame) -> pd.DataFrame:
-    """What the summary reads of a scored chunk: the row's position stands for its id (one
-    to one), a judge's error is only whether there was one."""
-    columns = [*COMPACT, "latency_s"]
-    columns += [c for c in frame.columns if c.startswith(SCORE_PREFIX)]
-    columns += [c for c in frame.columns if c.startswith(("scorer_tokens:", ERROR_PREFIX))]
-    compact = frame[columns].copy()
-    compact["row_id"] = frame["index"].astype("int64")
-    for column in compact.columns:
-        if column.startswith(ERROR_PREFIX):
-            compact[column] = pd.Series(
-                [None if pd.isna(v) else True for v in compact[column]],
-                index=compact.index,
-                dtype=object,
-            )
-    return compact
+def _keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """A part's rows as a Python scorer's headline tally needs them: position (one to one with
+    the row's id), epoch, and whether it failed."""
+    return pd.DataFrame(
+        {
+            "row_id": frame["index"].to_numpy(dtype="int64"),
+            "epoch": frame["epoch"].to_numpy(dtype="int16"),
+            "error_class": frame["error_class"].notna().map({True: True, False: None}),
+        }
+    )
 
 
 def _typed(values: list[bool | float | None]) -> tuple[list[Any], pa.DataType]:
@@ -114,7 +110,8 @@ class ResultSpool:
         frame = score_rows(self.suite, rows, collect(rows, answers), judgements, raw)
         path = self.folder / f"{uuid.uuid4().hex}.parquet"
         frame.to_parquet(path, index=False)
-        part = _Part(model, chunk_no, path, _compact(frame), raw)
+        keys = _keys(frame) if self._python else None
+        part = _Part(model, chunk_no, path, tally(frame), keys, raw)
         with self._lock:
             self._parts[(model, chunk_no)] = part
             self._heads = None
@@ -128,7 +125,7 @@ class ResultSpool:
 
     def count(self, model: str) -> int:
         """How many answers (rows x epochs) of the model the spool holds."""
-        return sum(len(p.compact) for p in self._ordered(model))
+        return sum(p.tally.rows for p in self._ordered(model))
 
     def _headlines(self) -> dict[tuple[str, int], dict[str, list[Any]]]:
         """Each part's Python scorer headlines, found over every row of the run (as scoring
@@ -160,19 +157,21 @@ class ResultSpool:
             )
         return frame
 
-    def compact(self) -> pd.DataFrame:
-        """Every row's compact record (COMPACT, latency and score columns), in the whole
-        frame's order: what evalflow.results.summarize needs."""
+    def tallies(self) -> list[tuple[str, PartTally]]:
+        """Each part's tally (evalflow.results.summarize_parts), in the whole frame's order,
+        its Python scorers' headlines tallied once every row's is known."""
         parts = self._ordered()
-        if not parts:
-            return pd.DataFrame(columns=[*COMPACT, "latency_s"])
-        heads = self._headlines()
-        # A part's own frame where it gains no headline column: concat copies it anyway.
-        frames = [
-            self._with_heads(p, p.compact.copy()) if heads[(p.model, p.chunk_no)] else p.compact
-            for p in parts
-        ]
-        return pd.concat(frames, ignore_index=True)
+        heads = self._headlines() if self._python else {}
+        out = []
+        for part in parts:
+            found = heads.get((part.model, part.chunk_no))
+            if found and part.keys is not None:
+                headed = tally_scores(self._with_heads(part, part.keys.copy()))
+                scores = {**part.tally.scores, **headed}  # each in its column's place
+                out.append((part.model, replace(part.tally, scores=scores)))
+            else:
+                out.append((part.model, part.tally))
+        return out
 
     def frames(self, model: str | None = None) -> Iterator[pd.DataFrame]:
         """The scored parts (of one model, or all), as results.parquet holds them, in order."""

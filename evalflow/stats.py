@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+import numpy.typing as npt
 
 CONFIDENCE = 0.95
+Numbers = Sequence[float] | npt.NDArray[np.float64]  # a numpy array of floats is read as is
 _NAN = math.nan
 
 
@@ -137,7 +139,7 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
     return low, high
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+def _mean_sd(values: Numbers) -> tuple[float, float]:
     n = len(values)
     mean = math.fsum(values) / n
     if n < 2:
@@ -145,7 +147,7 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+def t_interval(values: Numbers, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Student's t interval for the mean (NaN to NaN under two values)."""
     n = len(values)
     if n < 2:
@@ -163,11 +165,15 @@ def is_binary(values: Sequence[object]) -> bool:
 def describe(values: Sequence[bool | float], confidence: float = CONFIDENCE) -> Figure:
     """A score's figure over its scored rows: Wilson's interval for true/false values,
     Student's t for numbers."""
-    n = len(values)
-    binary = is_binary(values)
+    return describe_numbers([float(v) for v in values], is_binary(values), confidence)
+
+
+def describe_numbers(numbers: Numbers, binary: bool, confidence: float = CONFIDENCE) -> Figure:
+    """`describe` for scores given as numbers (a true/false score's as 1.0 and 0.0, `binary`
+    then true): a numpy array of every row's score needs no list of Python objects."""
+    n = len(numbers)
     if n == 0:
         return Figure(_NAN, _NAN, _NAN, _NAN, 0, binary)
-    numbers = [float(v) for v in values]
     mean, sd = _mean_sd(numbers)
     stderr = sd / math.sqrt(n) if n > 1 else 0.0
     if binary:

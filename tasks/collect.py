@@ -13,7 +13,7 @@ from prefect.cache_policies import NONE
 from evalflow.figures import scorer_figure, summary_table
 from evalflow.history import append_records, make_records
 from evalflow.plan import RunPlan
-from evalflow.results import save_run, summarize
+from evalflow.results import save_run, summarize_parts
 from evalflow.run_context import RunContext
 from evalflow.spool import ResultSpool
 from evalflow.tables import markdown
@@ -24,7 +24,7 @@ from evalflow.weave_setup import project_name
 def collect_results(plan: RunPlan, spool: ResultSpool, run: RunContext) -> pd.DataFrame:
     """Every answer (scored chunk by chunk into the run's spool: evalflow.spool) saved in one
     table, a summary per model; both in the run's folder (results.parquet, summary.json)."""
-    summary = summarize(spool.compact(), {s.name: s for s in plan.specs})
+    summary = summarize_parts(spool.tallies(), {s.name: s for s in plan.specs})
     meta = {
         "run_id": run.run_id,
         "complete": run.budget.exceeded() is None,
