@@ -442,14 +442,15 @@ def _upload_peak(rows: int) -> int:
 def test_a_table_is_uploaded_holding_little_per_row(fresh_installs: None) -> None:
     """A table uploaded chunk by chunk keeps its row digests as 43 bytes of text a row; its
     last step (the table of every row's digest) took 310 bytes a row at the peak with a list
-    of the digests as strings, 140 with the store's JSON text built from the packed digests."""
+    of the digests as strings, 140 with the store's JSON text built from the packed digests,
+    84 with that text written to SQLite a piece at a time."""
     from evalflow.weave_setup import init_weave
 
     init_weave("local/patch-table-memory")
     _upload_peak(200)  # imports and caches, outside the peaks
     small, large = _upload_peak(4_000), _upload_peak(24_000)
     per_row = (large - small) / 20_000
-    assert per_row < 200, f"{per_row:.0f} bytes more per row"
+    assert per_row < 120, f"{per_row:.0f} bytes more per row"
 
 
 def test_row_digests_are_kept_as_text_of_one_width_or_as_a_list() -> None:

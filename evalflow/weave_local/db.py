@@ -67,7 +67,13 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE TABLE IF NOT EXISTS tables (
     project_id TEXT NOT NULL,
     digest TEXT NOT NULL,
-    row_digests TEXT NOT NULL,
+    row_digests TEXT NOT NULL,  -- a JSON array (new tables: its text as a BLOB)
+    PRIMARY KEY (project_id, digest)
+);
+CREATE TABLE IF NOT EXISTS table_counts (
+    project_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    n INTEGER NOT NULL,
     PRIMARY KEY (project_id, digest)
 );
 CREATE TABLE IF NOT EXISTS table_rows (
@@ -100,7 +106,7 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def loads(text: str | None) -> Any:
+def loads(text: str | bytes | None) -> Any:
     return None if text is None else json.loads(text)
 
 
