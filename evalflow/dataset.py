@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import csv
 import io
 import json
@@ -52,8 +53,16 @@ def _lines(data: bytes) -> Iterator[bytes]:
         start = end + 1
 
 
-def _jsonl_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    for lineno, raw in enumerate(_lines(data), start=1):
+def _file_lines(path: Path) -> Iterator[bytes]:
+    """A file's lines as `_lines` gives them, read from disk a line at a time (the file's
+    bytes are never held whole)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            yield line[:-1] if line.endswith(b"\n") else line
+
+
+def _jsonl_records(lines: Iterable[bytes]) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    for lineno, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         where = f"line {lineno}"
@@ -147,7 +156,7 @@ def _parsed(name: str, suffix: str, data: bytes) -> Iterator[tuple[str, dict[str
     if suffix == ".parquet":
         return _parquet_records(name, data)
     if suffix in (".jsonl", ".json"):
-        return _jsonl_records(data)
+        return _jsonl_records(_lines(data))
     return _csv_records(data)
 
 
@@ -170,6 +179,8 @@ def _records(source: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
     if not path.is_file():
         raise DatasetError(f"dataset {path}: no such file")
     suffix = _format(str(path), path.suffix.lower())
+    if suffix in (".jsonl", ".json"):
+        return _jsonl_records(_file_lines(path))
     return _parsed(str(path), suffix, path.read_bytes())
 
 
@@ -241,19 +252,22 @@ def _valid_rows(source: str, spec: DatasetSpec, limit: int | None) -> Iterator[R
     """The dataset's rows, validated, one at a time; once every row is read, one DatasetError
     naming every bad row (so rows already given are not to be used until the end)."""
     count = 0
-    problems: list[str] = []
-    seen_ids: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    ids = _IdCheck()
     for index, (where, record) in enumerate(_records(source)):
         if limit is not None and count >= limit and not problems:
             break
-        row = _valid_row(spec, index, count, where, record, seen_ids)
+        row = _valid_row(spec, index, count, record)
         if isinstance(row, str):
-            problems.append(f"{where}: {row}")
+            problems.append((index, f"{where}: {row}"))
             continue
+        ids.add(row.id, index)
         count += 1
         yield row
+    problems += ids.repeats(source, spec)
     if problems:
-        listed = "\n  ".join(problems[:MAX_LISTED])
+        problems.sort()
+        listed = "\n  ".join(text for _, text in problems[:MAX_LISTED])
         more = (
             f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
         )
@@ -265,16 +279,59 @@ def _valid_rows(source: str, spec: DatasetSpec, limit: int | None) -> Iterator[R
         raise DatasetError(f"dataset {source}: no rows (the file is empty)")
 
 
+def _row_id(spec: DatasetSpec, index: int, record: dict[str, Any]) -> str:
+    return str(record[spec.id_field]) if spec.id_field else str(index)
+
+
+_id_hash = hash  # 64 bits; two ids sharing one are told apart by _IdCheck.repeats
+
+
+class _IdCheck:
+    """The rows' ids, checked for repeats with 16 bytes a row: each valid row's id hash and
+    record index as it is read (a dict of every id and where it was took about 200 bytes a
+    row). The records whose hashes repeat are read again at the end and their ids compared,
+    so a repeat is reported exactly (a hash shared by two different ids is not one)."""
+
+    def __init__(self) -> None:
+        self._hashes = array.array("q")
+        self._indexes = array.array("q")
+
+    def add(self, row_id: str, index: int) -> None:
+        self._hashes.append(_id_hash(row_id))
+        self._indexes.append(index)
+
+    def repeats(self, source: str, spec: DatasetSpec) -> list[tuple[int, str]]:
+        """(record index, "where: id 'x' repeats where") for each row repeating an earlier
+        row's id, reading again only the records whose id hash repeats."""
+        import numpy as np
+
+        hashes = np.frombuffer(self._hashes, dtype=np.int64)
+        ordered = np.sort(hashes)
+        shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+        if not len(shared):
+            return []
+        wanted = set(np.frombuffer(self._indexes, dtype=np.int64)[np.isin(hashes, shared)].tolist())
+        first: dict[str, str] = {}
+        out = []
+        for index, (where, record) in enumerate(_records(source)):
+            if index not in wanted or isinstance(record, str):
+                continue
+            row_id = _row_id(spec, index, record)
+            if row_id in first:
+                out.append((index, f"{where}: id {row_id!r} repeats {first[row_id]}"))
+            else:
+                first[row_id] = where
+        return out
+
+
 def _valid_row(
     spec: DatasetSpec,
     index: int,
     position: int,
-    where: str,
     record: dict[str, Any] | str,
-    seen_ids: dict[str, str],
 ) -> Row | str:
-    """The record as the row at `position`, or what is wrong with it (`seen_ids`: the ids
-    given so far, where they were; this row's is added)."""
+    """The record as the row at `position`, or what is wrong with it (its id is checked for
+    repeats apart: _IdCheck)."""
     if isinstance(record, str):
         return record
     wanted = (*spec.input_fields, spec.target_field, *filter(None, [spec.choices_field]))
@@ -294,10 +351,7 @@ def _valid_row(
         found.append(problem)
     if found:
         return "; ".join(found)
-    row_id = str(record[spec.id_field]) if spec.id_field else str(index)
-    if row_id in seen_ids:
-        return f"id {row_id!r} repeats {seen_ids[row_id]}"
-    seen_ids[row_id] = where
+    row_id = _row_id(spec, index, record)
     record = {sys.intern(str(k)): v for k, v in record.items()}
     inputs = {name: record[name] for name in spec.input_fields}
     if spec.choices_field is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from evalflow import dataset
 from evalflow.config import DatasetSpec
 from evalflow.dataset import load_rows
 from evalflow.errors import DatasetError
@@ -50,6 +51,29 @@ def test_every_bad_row_is_named_in_one_error(tmp_path: Path) -> None:
     assert "line 5: field 'answer' should be text or a number, not list" in message
     assert "line 6: field 'question' is 10.0 MB" in message
     assert "line 7: id 'r1' repeats line 1" in message
+
+
+def test_ids_sharing_a_hash_are_told_apart_and_repeats_listed_in_file_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ids are checked by their hashes, and the records whose hashes repeat are read again:
+    # with every id hashing the same, only the true repeats are reported, where they are.
+    monkeypatch.setattr(dataset, "_id_hash", lambda row_id: 7)
+    distinct = load_rows(write_jsonl(tmp_path / "d.jsonl", [good(i) for i in range(50)]), SPEC)
+    assert [r.id for r in distinct] == [f"r{i}" for i in range(50)]
+
+    lines: list[str | bytes] = [good(0), good(1), "{not json", good(0), good(2), good(1), good(0)]
+    with pytest.raises(DatasetError) as caught:
+        load_rows(write_jsonl(tmp_path / "r.jsonl", lines), SPEC)
+    message = str(caught.value)
+    assert "4 bad rows" in message
+    listed = [line.strip() for line in message.splitlines()[1:]]
+    assert listed == [
+        "line 3: not valid JSON (Expecting property name enclosed in double quotes)",
+        "line 4: id 'r0' repeats line 1",
+        "line 6: id 'r1' repeats line 2",
+        "line 7: id 'r0' repeats line 1",
+    ]
 
 
 def test_empty_file(tmp_path: Path) -> None:

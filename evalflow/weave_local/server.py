@@ -554,6 +554,7 @@ class LocalTraceServer:
                 "INSERT OR IGNORE INTO tables VALUES (?,?,zeroblob(?))", (project_id, digest, size)
             )
             if made.rowcount == 1:
+                assert made.lastrowid is not None  # the row just inserted
                 with conn.blobopen("tables", "row_digests", made.lastrowid) as blob:
                     for piece in _digests_json(row_digests):
                         blob.write(piece)
