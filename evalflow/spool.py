@@ -41,10 +41,6 @@ from evalflow.scorers import (
     score_rows,
 )
 
-# What a Python scorer's headline needs of a row to be tallied once every row's is known.
-KEYS = ["row_id", "epoch", "error_class"]
-
-
 @dataclass
 class _Part:
     """One model's scored answers to one chunk: the file, and what is kept in memory."""
@@ -53,7 +49,7 @@ class _Part:
     chunk_no: int
     path: Path
     tally: PartTally
-    keys: pd.DataFrame | None = None  # with Python scorers: KEYS, the row's position as its id
+    keys: pd.DataFrame | None = None  # with Python scorers (_keys)
     raw: dict[str, list[Any]] = field(default_factory=dict)  # Python scorer label -> values
 
 
