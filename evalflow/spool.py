@@ -41,6 +41,7 @@ from evalflow.scorers import (
     score_rows,
 )
 
+
 @dataclass
 class _Part:
     """One model's scored answers to one chunk: the file, and what is kept in memory."""
