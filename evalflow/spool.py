@@ -157,12 +157,11 @@ class ResultSpool:
     def tallies(self) -> list[tuple[str, PartTally]]:
         """Each part's tally (evalflow.results.summarize_parts), in the whole frame's order,
         its Python scorers' headlines tallied once every row's is known."""
-        parts = self._ordered()
-        heads = self._headlines() if self._python else {}
+        heads = self._headlines()  # empty for each part without Python scorers
         out = []
-        for part in parts:
-            found = heads.get((part.model, part.chunk_no))
-            if found and part.keys is not None:
+        for part in self._ordered():
+            if heads[(part.model, part.chunk_no)]:
+                assert part.keys is not None  # kept for Python scorers
                 headed = tally_scores(self._with_heads(part, part.keys.copy()))
                 scores = {**part.tally.scores, **headed}  # each in its column's place
                 out.append((part.model, replace(part.tally, scores=scores)))
