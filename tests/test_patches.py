@@ -6,8 +6,12 @@ that the patch then stands aside with a warning, leaving the library as shipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import statistics
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 from evalflow.patches import _gate
 from evalflow.patches import llama_cpp as llama_patch
 from evalflow.patches import openai as openai_patch
+from evalflow.patches import openai_transport as transport_patch
 from evalflow.patches import weave as weave_patch
 from evalflow.patches import weave_plain as plain_patch
 from evalflow.patches import weave_table as table_patch
@@ -29,6 +34,7 @@ def fresh_installs() -> Iterator[None]:
     """Each install function runs its checks again in the test (and after it)."""
     installs = (
         openai_patch.skip_plain_chat_transform,
+        transport_patch._problems,
         llama_patch.disable_weight_repacking,
         weave_patch._is_op_problems,
         table_patch._problems,
@@ -47,7 +53,8 @@ def fresh_installs() -> Iterator[None]:
 
 
 def test_the_installed_versions_are_the_verified_ones() -> None:
-    for patch in (openai_patch, weave_patch, table_patch, llama_patch, plain_patch):
+    patches = (openai_patch, transport_patch, weave_patch, table_patch, llama_patch, plain_patch)
+    for patch in patches:
         assert version_problem(patch.DISTRIBUTION, patch.VERIFIED) is None
 
 
@@ -86,6 +93,62 @@ def test_openai_transform_hook_is_as_verified_and_plain_bodies_transform_alike()
         got = asyncio.run(installed(body, params.CompletionCreateParamsNonStreaming))
         assert got == expected, body
     assert sum(openai_patch.plain_chat_body(b) is not None for b in _sample_bodies()) == 4
+
+
+@contextlib.contextmanager
+def _two_write_endpoint() -> Iterator[str]:
+    """bench/plain_endpoint.py's stdlib server at zero latency, in this process: it writes a
+    response's headers and body in two writes, Nagle's algorithm on."""
+    from http.server import ThreadingHTTPServer
+
+    from bench.plain_endpoint import Counts, handler
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler({"q": "a"}, 0.0, Counts()))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _round_trips_ms(base_url: str, http: Any, requests: int = 21) -> list[float]:
+    """Each chat request's time through the real openai client, one at a time on one kept-alive
+    connection (the first, which opens it, left out)."""
+    import openai
+
+    async def main() -> list[float]:
+        times: list[float] = []
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="k", http_client=http) as client:
+            for _ in range(requests):
+                started = time.perf_counter()
+                reply = await client.chat.completions.create(
+                    model="oracle", messages=[{"role": "user", "content": "q"}]
+                )
+                times.append(1000 * (time.perf_counter() - started))
+                assert reply.choices[0].message.content == "a"
+        return times[1:]
+
+    return asyncio.run(main())
+
+
+def test_openai_transport_is_as_verified_and_answers_are_not_held_for_an_ack() -> None:
+    """On an endpoint that writes headers and body apart, openai's own aiohttp client waits for
+    Linux's delayed acknowledgement (40 ms at least) on most requests; evalflow's does not."""
+    import httpx2
+    import openai
+
+    from evalflow.tls import ssl_context
+
+    assert transport_patch.drift() == []
+    limits = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
+    with _two_write_endpoint() as url:
+        shipped = _round_trips_ms(url, openai.DefaultAioHttpClient(limits=limits, timeout=10))
+        ours = _round_trips_ms(url, transport_patch.http_client(limits, 10, ssl_context()))
+    assert statistics.median(shipped) >= 35, shipped  # the stall this patch removes is here
+    assert statistics.median(ours) < 20, ours
 
 
 def test_weave_wandb_lookup_is_as_verified_and_sees_no_run_either_way(
@@ -193,6 +256,47 @@ def test_openai_outside_the_verified_versions_stands_aside(
     with pytest.warns(RuntimeWarning, match=r"openai \S+ is not in the verified >=99"):
         assert not openai_patch.skip_plain_chat_transform()
     assert chat.async_maybe_transform is before
+
+
+def test_evalflows_client_still_goes_through_a_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The endpoint's host does not resolve: only the proxy (HTTP_PROXY) can answer."""
+    import httpx2
+
+    from evalflow.tls import ssl_context
+
+    with _two_write_endpoint() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.removesuffix("/v1"))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        http = transport_patch.http_client(httpx2.Limits(max_connections=2), 10, ssl_context())
+        assert len(_round_trips_ms("http://endpoint.invalid/v1", http, requests=2)) == 1
+
+
+def test_openai_transport_drift_is_noticed_and_openais_client_kept(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import httpx2
+    import openai
+    from openai._vendor.httpx_aiohttp import transport
+
+    from evalflow.tls import ssl_context
+
+    def get_client(self: Any) -> Any:  # a session of its own: `client` no longer used
+        return None
+
+    monkeypatch.setattr(transport.AiohttpTransport, "get_client", get_client)
+    assert any("get_client" in p for p in transport_patch.drift())
+    monkeypatch.undo()
+    monkeypatch.setattr(transport_patch, "_MODULE", "openai._vendor.httpx_aiohttp_moved")
+    assert any("does not import" in p for p in transport_patch.drift())
+    limits = httpx2.Limits(max_connections=4, max_keepalive_connections=4)
+    with pytest.warns(RuntimeWarning, match="TCP_QUICKACK"):
+        client = transport_patch.http_client(limits, 10, ssl_context())
+    assert isinstance(client, openai.DefaultAioHttpClient)
+    with _two_write_endpoint() as url:  # still answers, as openai ships it
+        assert len(_round_trips_ms(url, client, requests=2)) == 1
 
 
 def test_weave_drift_is_noticed(monkeypatch: pytest.MonkeyPatch, fresh_installs: None) -> None:

@@ -12,6 +12,13 @@ openai.skip_plain_chat_transform (openai >=3.57,<3.58)
     plain chat bodies (strings, numbers, messages of string fields) skip the SDK's TypedDict
     transform, which only drops omitted arguments for them (12% of a traced request's CPU).
     Otherwise: every body goes through the SDK's transform.
+openai_transport.http_client (openai >=3.57,<3.58, Linux)
+    Builds openai's vendored aiohttp transport (`openai._vendor.httpx_aiohttp.transport.
+    AiohttpTransport`) with its `client` argument: an aiohttp session (the connector the
+    transport would make) whose trace sets TCP_QUICKACK on the connection's socket once a
+    response's headers are in. A server that writes headers and body apart with Nagle's
+    algorithm on (Python's http.server) otherwise holds the body for Linux's delayed
+    acknowledgement: 44 ms of every request. Otherwise: openai's `DefaultAioHttpClient`.
 weave.remember_wandb_is_absent (weave >=0.54,<0.55, wandb not installed)
     `sys.modules["wandb"] = None`: weave's `import wandb` at every call start and end fails at
     once instead of searching sys.path again under the import lock. Otherwise: weave searches.
