@@ -1,6 +1,6 @@
 """Whole process: what a user waits for, from the command to its exit, next to the in-loop rate.
 
-    uv run python -m bench.whole [--rows 1000 5000] [--latency-ms 200]
+    uv run python -m bench.whole [--rows 1000 5000] [--latency-ms 200] [--repeat 1]
 
 Each contender runs as its own command, as a user runs it: `evalflow run` (no PREFECT_API_URL,
 so it starts its temporary Prefect server; its home is warmed by one earlier 1-row run, as any
@@ -14,6 +14,9 @@ the answers: the in-loop rate is answers over the time from the first to the las
 request" and "first answer" are how long after the command started the endpoint received its
 first request and sent its first answer.
 The bound is 32 / latency (160 rows/s at 200 ms); the whole-process bound is rows / 160.
+With `--repeat K` the contenders run K times in turn (each evalflow run on a day of its own,
+so none reuses an answer), each row of the table is the contender's run of median wall, and
+the section written is one of its own (`Whole process, <rows> rows, K runs each`).
 
 Each endpoint's own bound is measured too: its mean round trip for one request at a time on
 one kept-alive connection (its latency plus what its HTTP handling adds to every request),
@@ -53,6 +56,7 @@ from bench.results import write_section
 CONCURRENCY = 32
 ROUND_TRIPS = 40  # one at a time, to measure the endpoint's own time per request
 GOAL_RATIO = 0.8  # evalflow's wall over the plain weave.Evaluation's (issue 16)
+DEFAULT_ROWS = [1000, 5000]
 
 
 @dataclass
@@ -194,6 +198,11 @@ def measure(command: list[str], env: dict[str, str], kind: str, root: str) -> Me
     return Measured(wall, answered, (answered - 1) / max(seconds, 1e-9), first, first_request)
 
 
+def median_run(runs: list[Measured]) -> Measured:
+    """The run of median wall (the lower of the two middle ones for an even count)."""
+    return sorted(runs, key=lambda m: m.wall_s)[(len(runs) - 1) // 2]
+
+
 def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -213,8 +222,11 @@ def floor_row(kind: str, rows: int, results: dict[str, Measured], own_bound: flo
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rows", type=int, nargs="+", default=DEFAULT_ROWS)
     parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the contenders this many times in turn"
+    )
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md alone")
     args = parser.parse_args()
     from tests.suites import answer_key, questions, write_suite
@@ -288,22 +300,29 @@ def main() -> None:
                         str(rows_file),
                     ],
                 }
-                results = {}
-                for name, command in contenders.items():
-                    results[name] = measure(command, env, kind, root)
-                    if name == "evalflow run":  # the same command, `evalflow up`'s server running
-                        with stack_server(home, env):
-                            up_env = {**env, "EVALFLOW_RUN_DAY": "20000101"}  # no reuse
-                            results[UP] = measure(command, up_env, kind, root)
-                    m = results[name]
-                    print(
-                        f"{kind} {n} {name}: {m.wall_s:.1f} s wall, {m.rate:.1f} rows/s "
-                        f"in the loop, {m.answered} answered, first answer {m.first_answer_s}"
-                    )
+                runs: dict[str, list[Measured]] = {}
+                for turn in range(args.repeat):  # the contenders in turn, `repeat` times
+                    for name, command in contenders.items():
+                        # An unseen day each time: a run of the same command reuses no answer.
+                        day = {"EVALFLOW_RUN_DAY": f"2001{turn + 1:02d}01"} if turn else {}
+                        runs.setdefault(name, []).append(
+                            measure(command, {**env, **day}, kind, root)
+                        )
+                        if name == "evalflow run":  # the same, `evalflow up`'s server running
+                            with stack_server(home, env):
+                                up_env = {**env, "EVALFLOW_RUN_DAY": f"2000{turn + 1:02d}01"}
+                                runs.setdefault(UP, []).append(measure(command, up_env, kind, root))
+                        m = runs[name][-1]
+                        print(
+                            f"{kind} {n} {name}: {m.wall_s:.1f} s wall, {m.rate:.1f} rows/s "
+                            f"in the loop, {m.answered} answered, first answer {m.first_answer_s}"
+                        )
+                results = {name: median_run(measured) for name, measured in runs.items()}
                 ours = results["evalflow run"].wall_s
                 for name, m in results.items():
+                    walls = ", ".join(f"{r.wall_s:.1f}" for r in runs[name])
                     table.append(
-                        f"| {kind} | {n} | {name} | {m.wall_s:.1f} | {n / bound:.1f} | "
+                        f"| {kind} | {n} | {name} | {m.wall_s:.1f} | {walls} | {n / bound:.1f} | "
                         f"{ours / m.wall_s:.2f} | {m.rate:.1f} | {m.rate / bound:.2f} | "
                         f"{m.rate / own_bound:.2f} | {seconds(m.first_request_s)} | "
                         f"{seconds(m.first_answer_s)} | {m.answered} |"
@@ -315,12 +334,18 @@ def main() -> None:
     body = "\n".join(
         [
             f"Bound: {CONCURRENCY} in flight / {args.latency_ms / 1000:g} s = {bound:.0f} rows/s; "
-            "each contender is one command, run one after another; endpoints on this machine.",
+            "each contender is one command, the contenders run one after another"
+            + (
+                f", {args.repeat} times in turn; each row is the contender's run of median wall"
+                if args.repeat > 1
+                else ""
+            )
+            + "; endpoints on this machine.",
             "",
-            "| endpoint | rows | contender | wall s | bound s | evalflow's wall / this | "
-            "in-loop rows/s | of the bound | of the endpoint's bound | first request s | "
-            "first answer s | answered |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| endpoint | rows | contender | wall s | each run's wall s | bound s | "
+            "evalflow's wall / this | in-loop rows/s | of the bound | of the endpoint's bound | "
+            "first request s | first answer s | answered |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *table,
             "",
             f"Each endpoint's own bound: its mean round trip for one request at a time on one "
@@ -350,8 +375,15 @@ def main() -> None:
     )
     if args.no_write:
         print(body)
-    else:
+    elif args.repeat == 1 and args.rows == DEFAULT_ROWS:
         write_section("Whole process", "uv run python -m bench.whole", body)
+    else:
+        flags = f"--rows {' '.join(map(str, args.rows))} --repeat {args.repeat}"
+        write_section(
+            f"Whole process, {', '.join(map(str, args.rows))} rows, {args.repeat} runs each",
+            f"uv run python -m bench.whole {flags}",
+            body,
+        )
 
 
 if __name__ == "__main__":
