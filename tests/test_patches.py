@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import inspect
 import statistics
 import sys
 import threading
@@ -297,6 +298,34 @@ def test_openai_transport_drift_is_noticed_and_openais_client_kept(
     assert isinstance(client, openai.DefaultAioHttpClient)
     with _two_write_endpoint() as url:  # still answers, as openai ships it
         assert len(_round_trips_ms(url, client, requests=2)) == 1
+
+
+def test_without_quickack_or_readable_internals_openais_client_is_kept(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    import warnings
+
+    import httpx2
+    import openai
+
+    from evalflow.tls import ssl_context
+
+    limits = httpx2.Limits(max_connections=2)
+    acking = transport_patch._acking_client()
+    monkeypatch.setattr(transport_patch, "_QUICKACK", None)  # as on macOS: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client = transport_patch.http_client(limits, 10, ssl_context())
+    assert type(client) is not acking and isinstance(client, openai.DefaultAioHttpClient)
+    monkeypatch.undo()
+
+    def unreadable(obj: object) -> str:
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", unreadable)
+    with pytest.warns(RuntimeWarning, match="could not be read"):
+        client = transport_patch.http_client(limits, 10, ssl_context())
+    assert type(client) is not acking
 
 
 def test_weave_drift_is_noticed(monkeypatch: pytest.MonkeyPatch, fresh_installs: None) -> None:

@@ -13,10 +13,11 @@ openai.skip_plain_chat_transform (openai >=3.57,<3.58)
     transform, which only drops omitted arguments for them (12% of a traced request's CPU).
     Otherwise: every body goes through the SDK's transform.
 openai_transport.http_client (openai >=3.57,<3.58, Linux)
-    Builds openai's vendored aiohttp transport (`openai._vendor.httpx_aiohttp.transport.
-    AiohttpTransport`) with its `client` argument: an aiohttp session (the connector the
-    transport would make) whose trace sets TCP_QUICKACK on the connection's socket once a
-    response's headers are in. A server that writes headers and body apart with Nagle's
+    A subclass of `openai.DefaultAioHttpClient` whose `_init_transport` (httpx2's) sets the
+    `client` attribute of the transport openai makes (`openai._vendor.httpx_aiohttp.
+    transport.AiohttpTransport`): a callable making the aiohttp session (the connector the
+    transport would make) with a trace that sets TCP_QUICKACK on the connection's socket once
+    a response's headers are in. A server that writes headers and body apart with Nagle's
     algorithm on (Python's http.server) otherwise holds the body for Linux's delayed
     acknowledgement: 44 ms of every request. Otherwise: openai's `DefaultAioHttpClient`.
 weave.remember_wandb_is_absent (weave >=0.54,<0.55, wandb not installed)

@@ -18,7 +18,8 @@ transport (the vendored client overrides it too). The client here is openai's
 the session with the connector the transport would give it (its connection limit, keep-alive
 expiry and TLS context) and the trace. Proxies from the environment still apply: their requests
 keep openai's own transport. Otherwise (another openai version, or an internal changed):
-openai's `DefaultAioHttpClient` as shipped, with a warning.
+openai's `DefaultAioHttpClient` as shipped, with a warning; without TCP_QUICKACK (systems other
+than Linux), openai's client as shipped, silently.
 """
 
 from __future__ import annotations
@@ -83,9 +84,10 @@ def _problems() -> tuple[str, ...]:
     problem = version_problem(DISTRIBUTION, VERIFIED)
     if problem:
         return (problem,)
-    if _QUICKACK is None:
-        return ("TCP_QUICKACK is not available on this system",)
-    return tuple(drift())
+    try:
+        return tuple(drift())
+    except (OSError, TypeError) as exc:  # no source to read (installed without it)
+        return (f"the internals' source could not be read: {exc}",)
 
 
 def acknowledge_at_once(response: Any) -> None:
@@ -149,6 +151,8 @@ def http_client(limits: httpx2.Limits, timeout: float, context: ssl.SSLContext) 
     responses' headers acknowledged at once where the patch applies."""
     import openai
 
+    if _QUICKACK is None:  # not Linux: nothing to ask of the system, openai's client as shipped
+        return openai.DefaultAioHttpClient(limits=limits, timeout=timeout, verify=context)
     problems = _problems()
     if problems:
         stand_aside(PATCH, list(problems))
