@@ -71,16 +71,8 @@ def tally_score(answered: pd.DataFrame, column: str) -> ScoreTally:
 def clustered(values: pd.Series, rows: pd.Series) -> tuple[float, float, int]:
     """Mean of the rows' means, its standard error across rows, and the number of rows, for
     scores `values` (NaN: unscored) of the rows `rows`."""
-    return _clustered(row_means(values, rows))
-
-
-def _clustered(per_row: npt.NDArray[np.float64]) -> tuple[float, float, int]:
-    n = len(per_row)
-    if n == 0:
-        return math.nan, math.nan, 0
-    means = pd.Series(per_row, copy=False)
-    stderr = float(means.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return float(means.mean()), stderr, n
+    figure = describe_numbers(row_means(values, rows), False)
+    return figure.mean, figure.stderr, figure.n
 
 
 def figures_of(label: str, tallies: Sequence[ScoreTally], epochs: set[int]) -> dict[str, Any]:
@@ -97,11 +89,11 @@ def figures_of(label: str, tallies: Sequence[ScoreTally], epochs: set[int]) -> d
     boolean = any(len(t.per_row) for t in tallies) and all(
         t.boolean for t in tallies if len(t.per_row)
     )
+    # Over the rows' means: with one epoch, the scores themselves.
     figure = describe_numbers(per_row, boolean and len(epochs) <= 1)
-    mean, stderr, _ = _clustered(per_row)
     out: dict[str, Any] = {
-        label: mean,
-        f"{label} stderr": stderr,
+        label: figure.mean,
+        f"{label} stderr": figure.stderr,
         f"{label} ci_low": figure.low,
         f"{label} ci_high": figure.high,
         f"{label} n": figure.n,

@@ -153,6 +153,10 @@ def t_interval(values: Numbers, confidence: float = CONFIDENCE) -> tuple[float, 
     if n < 2:
         return _NAN, _NAN
     mean, sd = _mean_sd(values)
+    return _t_around(mean, sd, n, confidence)
+
+
+def _t_around(mean: float, sd: float, n: int, confidence: float) -> tuple[float, float]:
     half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
     return mean - half, mean + half
 
@@ -178,8 +182,10 @@ def describe_numbers(numbers: Numbers, binary: bool, confidence: float = CONFIDE
     stderr = sd / math.sqrt(n) if n > 1 else 0.0
     if binary:
         low, high = wilson_interval(round(math.fsum(numbers)), n, confidence)
+    elif n > 1:  # t_interval's, from the mean and deviation found above
+        low, high = _t_around(mean, sd, n, confidence)
     else:
-        low, high = t_interval(numbers, confidence)
+        low, high = _NAN, _NAN
     return Figure(mean, stderr, low, high, n, binary)
 
 
