@@ -12,6 +12,7 @@ seen by no one.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from evalflow.errors import WeaveStoreError
+
+BUSY_TIMEOUT_S = 60  # how long a write waits for another process's write to end
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -102,6 +105,13 @@ CREATE INDEX IF NOT EXISTS feedback_by_ref ON feedback (project_id, weave_ref);
 """
 
 
+PRAGMAS = f"""
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=NORMAL;
+PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000};
+"""
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -116,6 +126,33 @@ def _cause(exc: BaseException) -> str:
         return f"{exc.strerror} (errno {exc.errno})"
     code = getattr(exc, "sqlite_errorname", None)
     return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _advice(exc: BaseException, writing: bool) -> str:
+    """What to do about the error, for its cause: a disk or a file's mode only when the error
+    says so (a lock held by another process is neither)."""
+    code = str(getattr(exc, "sqlite_errorname", ""))
+    number = exc.errno if isinstance(exc, OSError) else None
+    if code == "SQLITE_FULL" or number in _NO_SPACE:
+        return "free some space, then run again"
+    if code.startswith("SQLITE_READONLY") or number in _NOT_ALLOWED:
+        return "make it (and its folder) writable, then run again"
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return (
+            f"another process kept it locked for over {BUSY_TIMEOUT_S} s (evalflow commands "
+            "or workers on the same store); run again when it is done"
+        )
+    if code == "SQLITE_CANTOPEN":
+        return "check that its folder exists and that the file and folder can be written"
+    if code.startswith("SQLITE_IOERR"):
+        return "check the disk (full, removed, or over a file size limit), then run again"
+    if writing:
+        return "run again; if it fails again, move the file away to start a new store"
+    return "restore it, or move it away to start a new store"
 
 
 class Database:
@@ -137,12 +174,8 @@ class Database:
                 raise self.error("cannot open it", exc) from None
 
     def error(self, what: str, exc: BaseException) -> WeaveStoreError:
-        """One line naming the file, what failed and the OS or SQLite error."""
-        advice = (
-            "free some space or make it writable, then run again"
-            if what.startswith("cannot write")
-            else "restore it, or move it away to start a new store"
-        )
+        """One line naming the file, what failed, the OS or SQLite error and what to do."""
+        advice = _advice(exc, writing=what.startswith("cannot write"))
         return WeaveStoreError(f"Weave store {self.path}: {what} ({_cause(exc)}); {advice}")
 
     def connection(self) -> sqlite3.Connection:
@@ -153,10 +186,12 @@ class Database:
                     f"Weave store {self.path}: a directory, not a SQLite file; move it away"
                 )
             try:
-                conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=60000")
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                # Run to their end, not left for the cursor's release to reset: `journal_mode`
+                # counts as a write, and while anything still held its cursor (a heap walk
+                # such as gc.get_objects() in another thread), this thread's COMMIT failed
+                # with "SQL statements in progress".
+                conn.executescript(PRAGMAS)
             except sqlite3.Error as exc:
                 raise self.error("cannot open it", exc) from None
             self._local.conn = conn
