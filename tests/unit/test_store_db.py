@@ -110,3 +110,19 @@ def test_a_damaged_store_says_restore_or_move_it(tmp_path: Path) -> None:
         Database(path)
     assert str(path) in str(caught.value)
     assert "restore it, or move it away" in str(caught.value)
+
+
+def test_a_statement_left_open_in_this_process_is_not_blamed_on_another(tmp_path: Path) -> None:
+    """SQLITE_BUSY also says "SQL statements in progress": this process's own doing, which
+    neither waiting for another process nor freeing space mends."""
+    path = tmp_path / "store.db"
+    db = Database(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    held = conn.execute("PRAGMA journal_mode=WAL")  # a write statement, stepped, not reset
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO files VALUES ('p', 'd', x'00')")
+    message = str(db.error("cannot write to it", _error_of(lambda: conn.execute("COMMIT"))))
+    held.close()
+    assert "SQLITE_BUSY" in message and "statements in progress" in message
+    assert "another process" not in message and "space" not in message
+    assert "run again; if it fails again, move the file away" in message
