@@ -286,6 +286,12 @@ def _row_id(spec: DatasetSpec, index: int, record: dict[str, Any]) -> str:
 _id_hash = hash  # 64 bits; two ids sharing one are told apart by _IdCheck.repeats
 
 
+# Up to this many rows, repeats are first looked for in a set of the id hashes (about 60 bytes
+# a row, briefly): a dataset without any is then checked without importing numpy, before the
+# run's first request. Past it, numpy's sort keeps the check at 16 bytes a row.
+SET_CHECK_ROWS = 50_000
+
+
 class _IdCheck:
     """The rows' ids, checked for repeats with 16 bytes a row: each valid row's id hash and
     record index as it is read (a dict of every id and where it was took about 200 bytes a
@@ -303,6 +309,8 @@ class _IdCheck:
     def repeats(self, source: str, spec: DatasetSpec) -> list[tuple[int, str]]:
         """(record index, "where: id 'x' repeats where") for each row repeating an earlier
         row's id, reading again only the records whose id hash repeats."""
+        if len(self._hashes) <= SET_CHECK_ROWS and len(set(self._hashes)) == len(self._hashes):
+            return []  # no hash repeats: numpy's import (70 ms) is not waited for, here
         import numpy as np
 
         hashes = np.frombuffer(self._hashes, dtype=np.int64)

@@ -76,6 +76,20 @@ def test_ids_sharing_a_hash_are_told_apart_and_repeats_listed_in_file_order(
     ]
 
 
+@pytest.mark.parametrize("set_check_rows", [dataset.SET_CHECK_ROWS, 0])
+def test_repeats_are_found_with_or_without_the_set_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, set_check_rows: int
+) -> None:
+    """Small datasets are first checked in a set of id hashes, large ones by numpy's sort
+    only: either way distinct ids load and a repeat is reported where it is."""
+    monkeypatch.setattr(dataset, "SET_CHECK_ROWS", set_check_rows)
+    distinct = load_rows(write_jsonl(tmp_path / "d.jsonl", [good(i) for i in range(20)]), SPEC)
+    assert [r.id for r in distinct] == [f"r{i}" for i in range(20)]
+    lines: list[str | bytes] = [good(i) for i in range(20)] + [good(3)]
+    with pytest.raises(DatasetError, match="line 21: id 'r3' repeats line 4"):
+        load_rows(write_jsonl(tmp_path / "r.jsonl", lines), SPEC)
+
+
 def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text("")
