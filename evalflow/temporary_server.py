@@ -13,14 +13,80 @@ after Prefect's own exit handlers have sent the run's last logs and events to it
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.metadata
+import json
 import os
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from evalflow.endpoints.process import ServerProcess, answers, free_port
 from evalflow.errors import EndpointError
+from evalflow.home import DATABASE_URL_VAR
 
 STARTUP_TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 PORT_TAKEN = 3  # uvicorn's exit code when its port is taken meanwhile
+MIGRATE_VARS = ("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "PREFECT_API_DATABASE_MIGRATE_ON_START")
+SQLITE_PREFIX = "sqlite+aiosqlite:///"
+
+
+def _sqlite_file(database_url: str | None) -> Path | None:
+    """The file of a SQLite database URL as Prefect's server takes it (None: not SQLite)."""
+    if not database_url or not database_url.startswith(SQLITE_PREFIX):
+        return None
+    return Path(database_url.removeprefix(SQLITE_PREFIX))
+
+
+def _revision(database: Path) -> str | None:
+    """The database's Alembic revision (None: no database, or none recorded)."""
+    if not database.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+            found = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return None
+    return str(found[0][0]) if len(found) == 1 else None
+
+
+def _marker(database: Path) -> Path:
+    return database.with_name(f"{database.name}.migrated")
+
+
+def _stamp(database: Path) -> dict[str, str | None]:
+    """What a migration leaves: the Prefect version that ran it, and the database's revision."""
+    return {"prefect": importlib.metadata.version("prefect"), "revision": _revision(database)}
+
+
+def migration_settings(database_url: str | None) -> dict[str, str]:
+    """Settings for a temporary server on `database_url`: its check of the database's
+    migrations is skipped (a quarter of a second of the server's start, on a core the run
+    needs) when this Prefect version migrated this very database before (`record_migration`)
+    and its revision has not changed since. Anything else, or a choice of the user's: none."""
+    database = _sqlite_file(database_url)
+    if database is None or any(var in os.environ for var in MIGRATE_VARS):
+        return {}
+    try:
+        recorded = json.loads(_marker(database).read_text())
+    except (OSError, ValueError):
+        return {}
+    stamp = _stamp(database)
+    if stamp["revision"] is None or recorded != stamp:
+        return {}
+    return {MIGRATE_VARS[0]: "false"}
+
+
+def record_migration(database_url: str | None) -> None:
+    """Note that the server that just got ready on `database_url` migrated it (nothing if the
+    note cannot be written: the next server checks the migrations again)."""
+    database = _sqlite_file(database_url)
+    if database is None:
+        return
+    stamp = _stamp(database)
+    if stamp["revision"] is not None:
+        with contextlib.suppress(OSError):
+            _marker(database).write_text(json.dumps(stamp))
 
 
 @dataclass
@@ -29,11 +95,14 @@ class TemporaryServer:
 
     process: ServerProcess
     api_url: str
+    migrated: bool  # it checks the database's migrations as it starts
 
     def ready(self) -> str:
         """Wait until it answers (EndpointError, with its output, if it cannot start); its URL."""
         timeout = float(os.environ.get(STARTUP_TIMEOUT_VAR) or 120)
         self.process.wait_ready(lambda: answers(f"{self.api_url}/health"), timeout)
+        if self.migrated:
+            record_migration(os.environ.get(DATABASE_URL_VAR))
         return self.api_url
 
     def stop(self) -> None:
@@ -47,8 +116,9 @@ def _launch() -> TemporaryServer | None:
     command = temporary_server_command(port)
     if command is None:
         return None
-    process = ServerProcess("Prefect's temporary server", command, env=SERVER_SETTINGS)
-    return TemporaryServer(process, f"http://127.0.0.1:{port}/api")
+    skip = migration_settings(os.environ.get(DATABASE_URL_VAR))
+    process = ServerProcess("Prefect's temporary server", command, env={**SERVER_SETTINGS, **skip})
+    return TemporaryServer(process, f"http://127.0.0.1:{port}/api", migrated=not skip)
 
 
 def start_temporary_server() -> TemporaryServer | None:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ import pytest
 
 from evalflow.endpoints import SimEndpoint, SimProfile
 from evalflow.endpoints.process import free_port, port_in_use
+from evalflow.home import temporary_server_database_url
+from evalflow.temporary_server import MIGRATE_VARS, migration_settings
 from tests.suites import answer_key, questions, write_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -317,6 +320,31 @@ def test_the_temporary_prefect_server_keeps_its_database_under_evalflow_home(
 ) -> None:
     assert not (stopped_run.user_home / ".prefect").exists()
     assert (stopped_run.home / "prefect" / "temporary-server.db").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_temporary_servers_database_is_migrated_once(
+    stopped_run: StoppedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary server that got ready noted the database's migration: the next server
+    started on it skips the check, unless the database's revision changed since or the user
+    chose the setting."""
+    for var in MIGRATE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    url = temporary_server_database_url(stopped_run.home)
+    database = stopped_run.home / "prefect" / "temporary-server.db"
+    assert json.loads(database.with_name("temporary-server.db.migrated").read_text())["revision"]
+    assert migration_settings(url) == {"PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false"}
+    assert stopped_run.rerun.returncode == 0, stopped_run.rerun.stderr[-3000:]
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        conn.execute("UPDATE alembic_version SET version_num = 'an-older-one'")
+        conn.commit()
+        assert migration_settings(url) == {}
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        conn.commit()
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "true")  # the user's choice
+    assert migration_settings(url) == {}
 
 
 @pytest.mark.slow
