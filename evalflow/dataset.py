@@ -286,10 +286,11 @@ def _row_id(spec: DatasetSpec, index: int, record: dict[str, Any]) -> str:
 _id_hash = hash  # 64 bits; two ids sharing one are told apart by _IdCheck.repeats
 
 
-# Up to this many rows, repeats are first looked for in a set of the id hashes (about 60 bytes
-# a row, briefly): a dataset without any is then checked without importing numpy, before the
-# run's first request. Past it, numpy's sort keeps the check at 16 bytes a row.
-SET_CHECK_ROWS = 50_000
+# Up to this many rows, repeats are first looked for in a set of the id hashes (about 70 bytes
+# a row, half a megabyte at most): a dataset without any is then checked without importing
+# numpy (70 ms, before the run's first request). Past it, numpy's sort keeps the check at 16
+# bytes a row (tests/unit/test_row_store.py measures a plan's bytes per row at 10,000 rows on).
+SET_CHECK_ROWS = 8_000
 
 
 class _IdCheck:
