@@ -43,7 +43,8 @@ def _revision(database: Path) -> str | None:
     if not database.is_file():
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        uri = f"{database.resolve().as_uri()}?mode=ro"  # any name: as_uri quotes it
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
             found = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     except sqlite3.Error:
         return None

@@ -141,7 +141,7 @@ def _advice(exc: BaseException, writing: bool) -> str:
         return "free some space, then run again"
     if code.startswith("SQLITE_READONLY") or number in _NOT_ALLOWED:
         return "make it (and its folder) writable, then run again"
-    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) and "locked" in str(exc):
+    if code.startswith("SQLITE_BUSY") and "locked" in str(exc):
         return (
             f"another process kept it locked for over {BUSY_TIMEOUT_S} s (evalflow commands "
             "or workers on the same store); run again when it is done"
