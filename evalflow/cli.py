@@ -366,9 +366,7 @@ def run(
         "leaderboard": leaderboard,
         "epochs": epochs,
     }
-    # The rows are asked (a thread's event loop) while this thread imports Prefect and the
-    # flow: at Python's default 5 ms, the loop waited up to that for the GIL at each wake-up.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # the rows are asked while Prefect is imported
     on_stack = _use_running_stack()
     server = start_temporary_server()  # first: it starts while this process works
     if server is None and not on_stack and (api := os.environ.get("PREFECT_API_URL")):
@@ -870,9 +868,11 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-# How often a thread holding the GIL hands it over to one waiting (`evalflow run`): at 1 ms
-# instead of 5, 1,000 rows against a threaded endpoint on this machine were answered from the
-# first to the last in 6.52 s instead of 6.63 (means of six runs each, taken in turn).
+# How often a thread holding the GIL hands it over to one waiting (`evalflow run`): the rows
+# are asked on an event loop's thread while the main thread imports Prefect and the flow, and
+# at Python's default 5 ms that loop waited up to 5 ms for the GIL at each wake-up. At 1 ms,
+# 1,000 rows against a threaded endpoint on this machine were answered from the first to the
+# last in 6.52 s instead of 6.63 (means of six runs each, taken in turn).
 SWITCH_INTERVAL_S = 0.001
 
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}

@@ -58,10 +58,11 @@ def test_a_write_commits_while_something_holds_the_stores_cursors(
     assert stats.count == 1
 
 
-def _error_of(make: Any) -> BaseException:
+def _write_advice(db: Database, conn: sqlite3.Connection, sql: str) -> str:
+    """The store's one line for the real SQLite error `sql` raises on `conn`."""
     with pytest.raises(sqlite3.Error) as caught:
-        make()
-    return caught.value
+        conn.execute(sql)
+    return str(db.error("cannot write to it", caught.value))
 
 
 def test_a_locked_store_is_not_blamed_on_the_disk(tmp_path: Path) -> None:
@@ -70,8 +71,7 @@ def test_a_locked_store_is_not_blamed_on_the_disk(tmp_path: Path) -> None:
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process's write, never ending
     other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    exc = _error_of(lambda: other.execute("BEGIN IMMEDIATE"))
-    message = str(db.error("cannot write to it", exc))
+    message = _write_advice(db, other, "BEGIN IMMEDIATE")
     holder.execute("ROLLBACK")
     assert "SQLITE_BUSY" in message and "another process kept it locked" in message
     assert "space" not in message and "writable" not in message
@@ -82,24 +82,15 @@ def test_a_full_store_says_free_some_space(tmp_path: Path) -> None:
     db = Database(path)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA max_page_count=1")  # as full as a disk with no room left
-
-    def fill() -> None:
-        conn.execute("INSERT INTO files VALUES ('p', 'd', zeroblob(100000))")
-
-    message = str(db.error("cannot write to it", _error_of(fill)))
+    message = _write_advice(db, conn, "INSERT INTO files VALUES ('p', 'd', zeroblob(100000))")
     assert "SQLITE_FULL" in message and "free some space" in message
 
 
 def test_a_read_only_store_says_make_it_writable(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    Database(path)
     db = Database(path)
     read_only = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-
-    def insert() -> None:
-        read_only.execute("INSERT INTO files VALUES ('p', 'd', x'00')")
-
-    message = str(db.error("cannot write to it", _error_of(insert)))
+    message = _write_advice(db, read_only, "INSERT INTO files VALUES ('p', 'd', x'00')")
     assert "SQLITE_READONLY" in message and "make it (and its folder) writable" in message
 
 
@@ -121,7 +112,7 @@ def test_a_statement_left_open_in_this_process_is_not_blamed_on_another(tmp_path
     held = conn.execute("PRAGMA journal_mode=WAL")  # a write statement, stepped, not reset
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("INSERT INTO files VALUES ('p', 'd', x'00')")
-    message = str(db.error("cannot write to it", _error_of(lambda: conn.execute("COMMIT"))))
+    message = _write_advice(db, conn, "COMMIT")
     held.close()
     assert "SQLITE_BUSY" in message and "statements in progress" in message
     assert "another process" not in message and "space" not in message
