@@ -5,7 +5,9 @@ Prefect server. Prefect starts one when the flow first calls its client, that is
 has imported prefect, weave and the flow; its start (uvicorn and Prefect's server app) was then
 waited for, on top. Started first, as a child process running Prefect's own command
 (evalflow/patches/prefect.py, for the verified Prefect versions), it gets ready on the other
-core while this process imports, plans and checks the endpoints. The flow is then run inside
+core while this process imports, plans, checks the endpoints and asks the first rows; its
+imports run at idle priority in this command's session, so that they take only the CPU the
+run leaves (evalflow/idle_start.py). The flow is then run inside
 `prefect.settings.temporary_settings` pointing at it; the server stops when the command ends,
 after Prefect's own exit handlers have sent the run's last logs and events to it.
 """
@@ -111,14 +113,20 @@ class TemporaryServer:
 
 
 def _launch() -> TemporaryServer | None:
-    from evalflow.patches.prefect import SERVER_SETTINGS, temporary_server_command
+    from evalflow.patches.prefect import APP_FACTORY, SERVER_SETTINGS, temporary_server_command
 
     port = free_port()
     command = temporary_server_command(port)
     if command is None:
         return None
     skip = migration_settings(os.environ.get(DATABASE_URL_VAR))
-    process = ServerProcess("Prefect's temporary server", command, env={**SERVER_SETTINGS, **skip})
+    process = ServerProcess(
+        "Prefect's temporary server",
+        # Its imports yield the CPU to this run (evalflow/idle_start.py).
+        ["-m", "evalflow.idle_start", APP_FACTORY.partition(":")[0], *command],
+        env={**SERVER_SETTINGS, **skip},
+        own_session=False,  # idle priority yields only within the session
+    )
     return TemporaryServer(process, f"http://127.0.0.1:{port}/api", migrated=not skip)
 
 

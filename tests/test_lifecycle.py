@@ -225,6 +225,7 @@ class StoppedRun:
     code: int
     left: dict[int, str]
     had_prefect_server: bool
+    server_groups: list[tuple[bool, bool]]  # (in the command's session, leads its own group)
     saved: int
     rows: int
     rerun_requests: int
@@ -270,7 +271,8 @@ def stopped_run(
     try:
         wait_for(lambda: sim_server.stats()["total"] >= 8, 240, "the run sent no 8 requests", log)
         children = descendants(proc.pid)
-        had_server = any("uvicorn" in command_line(pid) for pid in children)
+        servers = [pid for pid in children if "uvicorn" in command_line(pid)]
+        groups = [(os.getsid(pid) == os.getsid(0), os.getpgid(pid) == pid) for pid in servers]
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(timeout=60)
@@ -286,7 +288,8 @@ def stopped_run(
         yield StoppedRun(
             code=code,
             left=left,
-            had_prefect_server=had_server,
+            had_prefect_server=bool(servers),
+            server_groups=groups,
             saved=saved,
             rows=len(rows),
             rerun_requests=sim_server.stats()["total"],
@@ -312,6 +315,16 @@ def test_a_run_stopped_by_sigterm_leaves_no_process_and_its_rerun_reuses_its_ans
     assert run.saved >= 8, run.output
     assert run.rerun.returncode == 0, run.rerun.stderr[-3000:]
     assert run.rerun_requests == run.rows - run.saved
+
+
+@pytest.mark.slow
+def test_the_temporary_prefect_server_shares_the_commands_session_not_its_ctrl_c(
+    stopped_run: StoppedRun,
+) -> None:
+    """In the command's session, the server's idle-priority imports give way to the run (Linux
+    shares the CPU between sessions first); in a process group of its own, a Ctrl-C at the
+    terminal reaches only evalflow, which stops the server after the run's last logs."""
+    assert stopped_run.server_groups == [(True, True)], stopped_run.output
 
 
 @pytest.mark.slow

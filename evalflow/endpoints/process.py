@@ -75,6 +75,12 @@ class ServerProcess:
     read a pipe. The child ends with the thread that started it (die_with_parent, on Linux),
     unless it is meant to outlive us (`evalflow up --background`): start it from a thread that
     lives as long as the server is used.
+
+    The child leads a process group of its own, so a Ctrl-C at the terminal reaches only
+    evalflow, which stops it in order. It also leads a session of its own unless
+    `own_session` is false. Linux's scheduler (autogroup, on by default) gives each session
+    an equal share of the CPU: a child that only helps this command (Prefect's temporary
+    server) stays in the command's session, and its low-priority start yields to the command.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         die_with_parent: bool = True,
+        own_session: bool = True,
     ) -> None:
         self.name = name
         self.tail: deque[str] = deque(maxlen=40)
@@ -105,7 +112,8 @@ class ServerProcess:
                 env=full_env,
                 text=True,
                 bufsize=1,
-                start_new_session=True,
+                start_new_session=own_session,
+                process_group=None if own_session else 0,
                 preexec_fn=_die_with_parent() if die_with_parent else None,
             )
         finally:
