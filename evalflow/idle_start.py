@@ -13,6 +13,11 @@ thread too was measured and left out: the flow run's last state change then took
 of 0.03 s, for a reason not found.) Elsewhere the imports run at normal priority, as before.
 
 An import that fails is left for the server's own import to report, with its own message.
+
+A limit: a process of the same session that keeps every core busy (a CPU-bound job started
+from the same shell) holds the imports back until it pauses; the server's start then waits,
+within its startup timeout, while the run's first rows are asked. `evalflow up` or
+PREFECT_API_URL needs no temporary server at all.
 """
 
 from __future__ import annotations
