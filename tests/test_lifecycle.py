@@ -224,8 +224,8 @@ def test_serve_sim_without_an_answer_key_warns_that_every_model_answers_i_dont_k
 class StoppedRun:
     code: int
     left: dict[int, str]
-    had_prefect_server: bool
-    server_groups: list[tuple[bool, bool]]  # (in the command's session, leads its own group)
+    # Each temporary Prefect server seen: (in the command's session, leads its own group).
+    server_groups: list[tuple[bool, bool]]
     saved: int
     rows: int
     rerun_requests: int
@@ -288,7 +288,6 @@ def stopped_run(
         yield StoppedRun(
             code=code,
             left=left,
-            had_prefect_server=bool(servers),
             server_groups=groups,
             saved=saved,
             rows=len(rows),
@@ -309,7 +308,7 @@ def test_a_run_stopped_by_sigterm_leaves_no_process_and_its_rerun_reuses_its_ans
     stopped_run: StoppedRun,
 ) -> None:
     run = stopped_run
-    assert run.had_prefect_server, run.output
+    assert run.server_groups, run.output  # a temporary Prefect server was running
     assert run.code == 128 + signal.SIGTERM, run.output
     assert run.left == {}, run.output  # the temporary Prefect server (uvicorn) is gone
     assert run.saved >= 8, run.output
