@@ -8,8 +8,9 @@ waited for, on top. Started first, as a child process running Prefect's own comm
 core while this process imports, plans, checks the endpoints and asks the first rows; its
 imports run at idle priority in this command's session, so that they take only the CPU the
 run leaves (evalflow/idle_start.py). The flow is then run inside
-`prefect.settings.temporary_settings` pointing at it; the server stops when the command ends,
-after Prefect's own exit handlers have sent the run's last logs and events to it.
+`prefect.settings.temporary_settings` pointing at it; the server is asked to stop when the
+command ends, after Prefect's own exit handlers have sent the run's last logs and events to it,
+and finishes its shutdown by itself (it persists those events) while the command returns.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from pathlib import Path
 from evalflow.endpoints.process import ServerProcess, answers, free_port
 from evalflow.errors import EndpointError
 from evalflow.home import DATABASE_URL_VAR
+from evalflow.idle_start import LIFELINE
 
 STARTUP_TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 PORT_TAKEN = 3  # uvicorn's exit code when its port is taken meanwhile
+GRACE_S = 5.0  # the server's shutdown, at most, after this process's end
 MIGRATE_VARS = ("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "PREFECT_API_DATABASE_MIGRATE_ON_START")
 SQLITE_PREFIX = "sqlite+aiosqlite:///"
 
@@ -109,7 +112,10 @@ class TemporaryServer:
         return self.api_url
 
     def stop(self) -> None:
-        self.process.stop(timeout=5.0)
+        """Ask it to stop and go on: its graceful shutdown (the run's last events persisted,
+        then uvicorn's 0.1 s ticks) finishes by itself; it is ended GRACE_S after this
+        process at the latest (its lifeline, evalflow/idle_start.py)."""
+        self.process.stop(timeout=GRACE_S, wait=False)
 
 
 def _launch() -> TemporaryServer | None:
@@ -123,9 +129,13 @@ def _launch() -> TemporaryServer | None:
     process = ServerProcess(
         "Prefect's temporary server",
         # Its imports yield the CPU to this run (evalflow/idle_start.py).
-        ["-m", "evalflow.idle_start", APP_FACTORY.partition(":")[0], *command],
+        [
+            *("-m", "evalflow.idle_start", LIFELINE, str(GRACE_S)),
+            *(APP_FACTORY.partition(":")[0], *command),
+        ],
         env={**SERVER_SETTINGS, **skip},
         own_session=False,  # idle priority yields only within the session
+        lifeline=True,  # it stops when this process ends, gracefully
     )
     return TemporaryServer(process, f"http://127.0.0.1:{port}/api", migrated=not skip)
 

@@ -334,6 +334,32 @@ def test_the_temporary_prefect_server_keeps_its_database_under_evalflow_home(
     assert (stopped_run.home / "prefect" / "temporary-server.db").stat().st_size > 0
 
 
+def completed_flow_runs(database: Path) -> int:
+    """The flow runs whose completion event the server has persisted (0 while it is busy)."""
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=1)) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM events WHERE event = 'prefect.flow-run.Completed'"
+            ).fetchone()
+    except sqlite3.OperationalError:  # locked by the server's last writes
+        return 0
+    return int(count)
+
+
+@pytest.mark.slow
+def test_the_temporary_server_persists_the_runs_last_events_after_the_command_returns(
+    stopped_run: StoppedRun,
+) -> None:
+    """The command asks its temporary server to stop and returns without waiting for uvicorn's
+    shutdown; the server finishes it by itself, the run's completion event persisted."""
+    assert stopped_run.rerun.returncode == 0, stopped_run.rerun.stderr[-3000:]
+    database = stopped_run.home / "prefect" / "temporary-server.db"
+    deadline = time.monotonic() + 10
+    while completed_flow_runs(database) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert completed_flow_runs(database) == 1  # the rerun's; the stopped run did not complete
+
+
 @pytest.mark.slow
 def test_the_temporary_servers_database_is_migrated_once(
     stopped_run: StoppedRun, monkeypatch: pytest.MonkeyPatch

@@ -81,6 +81,11 @@ class ServerProcess:
     `own_session` is false. Linux's scheduler (autogroup, on by default) gives each session
     an equal share of the CPU: a child that only helps this command (Prefect's temporary
     server) stays in the command's session, and its low-priority start yields to the command.
+
+    With `lifeline`, the child's stdin is a pipe this process holds, closed by the kernel when
+    this process ends: a child that watches it (evalflow/idle_start.py, --until-stdin-closes)
+    stops by itself then, gracefully, instead of the kernel's SIGKILL of die_with_parent; and
+    `stop(wait=False)` may leave it to finish its shutdown after this process is gone.
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class ServerProcess:
         log_path: Path | None = None,
         die_with_parent: bool = True,
         own_session: bool = True,
+        lifeline: bool = False,
     ) -> None:
         self.name = name
         self.tail: deque[str] = deque(maxlen=40)
@@ -108,13 +114,13 @@ class ServerProcess:
                 [sys.executable, *argv],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if lifeline else subprocess.DEVNULL,
                 env=full_env,
                 text=True,
                 bufsize=1,
                 start_new_session=own_session,
                 process_group=None if own_session else 0,
-                preexec_fn=_die_with_parent() if die_with_parent else None,
+                preexec_fn=_die_with_parent() if die_with_parent and not lifeline else None,
             )
         finally:
             if log_path is not None:
@@ -186,11 +192,15 @@ class ServerProcess:
         assert self.url is not None
         return self.url
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL if it lingers."""
+    def stop(self, timeout: float = 10.0, wait: bool = True) -> None:
+        """SIGTERM the process group, then SIGKILL if it lingers; without `wait`, only the
+        SIGTERM (a child with a lifeline ends by itself at the latest after this process)."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
+            if not wait:
+                _LIVE.discard(self)
+                return
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +25,18 @@ print(json.dumps({
     "probe": probe.PROBED if probe else None,
     "policy": os.sched_getscheduler(0),
 }))
+"""
+
+
+# A server that notes a SIGTERM and stops on it, or ignores it ("ignore" as its argument).
+LINGER = """
+import signal, sys, time
+def stop(*_):
+    print("SIGTERM", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if sys.argv[1:] == ["ignore"] else stop)
+print("serving", flush=True)
+time.sleep(60)
 """
 
 
@@ -59,5 +72,60 @@ def test_an_import_that_fails_is_left_to_the_server(tmp_path: Path) -> None:
 def test_a_command_without_a_module_to_run_says_how_to_call_it(tmp_path: Path) -> None:
     done = run_idle_start(tmp_path, "probe", "serve")
     assert done.returncode == 1
-    assert "usage: python -m evalflow.idle_start IMPORT -m MODULE" in done.stderr
+    assert "IMPORT -m MODULE" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def start_with_lifeline(tmp_path: Path, *serve_args: str) -> subprocess.Popen[str]:
+    (tmp_path / "probe.py").write_text(PROBE)
+    (tmp_path / "linger.py").write_text(LINGER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    lifeline = ["--until-stdin-closes", "1.5"]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "evalflow.idle_start",
+            *lifeline,
+            "probe",
+            "-m",
+            "linger",
+            *serve_args,
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdout.readline() == "serving\n"
+    return server
+
+
+def test_a_server_with_a_lifeline_stops_gracefully_when_its_starter_lets_go(
+    tmp_path: Path,
+) -> None:
+    """Its starter's end closes the pipe (as the kernel does at any exit, SIGKILL too): the
+    server gets a SIGTERM, as from a stop, and shuts down in its own way."""
+    server = start_with_lifeline(tmp_path)
+    assert server.stdin is not None and server.stdout is not None
+    time.sleep(0.5)
+    assert server.poll() is None  # the pipe open: it serves on
+    server.stdin.close()
+    assert server.wait(timeout=10) == 0
+    assert server.stdout.read() == "SIGTERM\n"
+
+
+def test_a_server_that_ignores_the_stop_ends_after_its_grace(tmp_path: Path) -> None:
+    server = start_with_lifeline(tmp_path, "ignore")
+    assert server.stdin is not None
+    closed = time.monotonic()
+    server.stdin.close()
+    assert server.wait(timeout=10) == 1
+    assert time.monotonic() - closed >= 1.5
+
+
+def test_a_lifeline_without_its_grace_says_how_to_call_it(tmp_path: Path) -> None:
+    done = run_idle_start(tmp_path, "--until-stdin-closes", "soon", "probe", "-m", "serve")
+    assert done.returncode == 1
+    assert "usage: python -m evalflow.idle_start [--until-stdin-closes GRACE_S]" in done.stderr
     assert "Traceback" not in done.stderr
