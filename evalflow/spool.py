@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset  # read_parquet imports it at its first call, after the last answer
 import pyarrow.parquet as pq
 
 from evalflow.config import Suite

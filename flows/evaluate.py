@@ -16,7 +16,7 @@ from evalflow.plan import CHUNK_WORKERS, RunRequest, reachable
 from evalflow.run_context import open_run
 from evalflow.spool import open_spool
 from evalflow.weave_setup import init_weave
-from tasks.collect import collect_results
+from tasks.collect import collect_results, results_artifacts
 from tasks.evaluation import publish_evaluation_objects, weave_evaluation
 from tasks.inference import answer_rows
 from tasks.leaderboard import leave_entries, publish
@@ -97,6 +97,7 @@ def evaluate(
         with reachable(plan.endpoint_specs) as targets:
             answer_rows(plan, run, targets, spool)
         summary = collect_results(unwalked(plan), unwalked(spool), unwalked(run))
+        figures = results_artifacts.submit(unwalked(plan), unwalked(summary))
         run.stop_if_over_budget()
         published = unwalked(objects.result())  # its own error, if it failed
         evaluations = [
@@ -108,6 +109,7 @@ def evaluate(
         board = publish(unwalked(plan), evaluations) if plan.publishes else None
         if not plan.request.publish_leaderboard:
             leave_entries(plan, evaluations)
+        figures.result()  # its own error, if it failed
     return {
         "run_id": run.run_id,
         "folder": str(run.folder),

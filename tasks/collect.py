@@ -1,4 +1,5 @@
-"""Task: save a run's scored answers in one table with their summary, under the run's folder."""
+"""Tasks: save a run's scored answers in one table with their summary, under the run's folder;
+show the summary as Prefect artifacts."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ def collect_results(plan: RunPlan, spool: ResultSpool, run: RunContext) -> pd.Da
     save_run(run.run_id, spool.write_results, summary, meta)
     if plan.full and meta["complete"]:
         _record_history(plan, summary)
-    _artifacts(plan, summary)
     _log_headline(plan, run, summary)
     return summary
 
@@ -76,9 +76,11 @@ def _artifact_key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
 
 
-def _artifacts(plan: RunPlan, summary: pd.DataFrame) -> None:
+@task(name="results-artifacts", cache_policy=NONE)
+def results_artifacts(plan: RunPlan, summary: pd.DataFrame) -> None:
     """The run's own figures as Prefect artifacts, a table and a markdown summary: each
-    scorer's mean [95% interval] (3 decimals), n, errors, tokens, and cost when known."""
+    scorer's mean [95% interval] (3 decimals), n, errors, tokens, and cost when known. (Two
+    requests to the Prefect server: the flow sends them beside the Weave evaluation.)"""
     entries: list[dict[str, Any]] = json.loads(summary.to_json(orient="records"))
     records = summary_table(entries, [s.label for s in plan.suite.scorers])
     name = plan.suite.name
