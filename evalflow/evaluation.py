@@ -332,50 +332,16 @@ def evaluate_stored(
 
 
 def evaluate_spooled(
-    suite: Suite,
-    rows: RowStore,
-    spec: ModelSpec,
-    spool: ResultSpool,
-    run_id: str,
-    objects: EvaluationObjects | None = None,
+    suite: Suite, rows: RowStore, spec: ModelSpec, spool: ResultSpool, run_id: str
 ) -> tuple[ModelEvaluation, str]:
     """evaluate_stored over a model's answers as the run's spool keeps them, read part by
-    part (with EVALFLOW_WEAVE_EVALUATION=weave, weave's own path reads them whole); on
-    `objects` when they were published already (`publish_objects`)."""
+    part (with EVALFLOW_WEAVE_EVALUATION=weave, weave's own path reads them whole)."""
     scored = spooled_scores(suite, spool, spec.name)
 
     def whole() -> pd.DataFrame:
         return pd.concat(list(spool.frames(spec.name)), ignore_index=True)
 
-    return _record(suite, rows, spec, scored, run_id, whole, objects)
-
-
-@dataclass
-class EvaluationObjects:
-    """What a suite's Weave evaluations refer to, published: the evaluation (on the settled
-    version, its dataset holding the rows), each row's digest in the dataset's table, and per
-    model (by name) its StoredAnswers and that model's ref. None of it depends on the answers:
-    the evaluate flow publishes it while the rows are answered."""
-
-    evaluation: weave.Evaluation
-    eval_ref: str
-    row_digests: Sequence[str]
-    models: dict[str, tuple[StoredAnswers, str]]
-
-
-def publish_objects(suite: Suite, rows: RowStore, specs: Sequence[ModelSpec]) -> EvaluationObjects:
-    """Publish the suite's dataset (of `rows`), its evaluation and each model of `specs`."""
-    dataset, row_digests = publish_dataset(suite, rows)
-    evaluation = _evaluation(suite, dataset)
-    published = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
-    eval_ref = settled_evaluation(published)
-    if eval_ref != published:  # recorded on the first version of the same evaluation
-        evaluation.ref = weave.ref(eval_ref)
-    models = {}
-    for spec in specs:
-        model = model_identity(spec, suite)
-        models[spec.name] = (model, weave.publish(model, name=spec.name).uri())
-    return EvaluationObjects(evaluation, eval_ref, row_digests, models)
+    return _record(suite, rows, spec, scored, run_id, whole)
 
 
 def _record(
@@ -385,13 +351,16 @@ def _record(
     scored: Scored,
     run_id: str,
     frame: Callable[[], pd.DataFrame],
-    objects: EvaluationObjects | None = None,
 ) -> tuple[ModelEvaluation, str]:
     path = evaluation_path()
-    if objects is None or spec.name not in objects.models:
-        objects = publish_objects(suite, rows, [spec])
-    evaluation, eval_ref, row_digests = objects.evaluation, objects.eval_ref, objects.row_digests
-    model, model_ref = objects.models[spec.name]
+    dataset, row_digests = publish_dataset(suite, rows)
+    evaluation = _evaluation(suite, dataset)
+    model = model_identity(spec, suite)
+    published = weave.publish(evaluation, name=evaluation_name(suite.name)).uri()
+    eval_ref = settled_evaluation(published)
+    if eval_ref != published:  # recorded on the first version of the same evaluation
+        evaluation.ref = weave.ref(eval_ref)
+    model_ref = weave.publish(model, name=spec.name).uri()
     tag = {"run_id": run_id, "answers": scored.digest()}
     summary = _recorded_before(eval_ref, model_ref, tag)
     if summary is None:

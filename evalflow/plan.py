@@ -43,9 +43,8 @@ class RunRequest(BaseModel):
     epochs: int | None = Field(None, ge=1, le=100)
 
 
-# Chunks a run works on at most at once: the evaluate flow's task runner threads (and one more
-# for the Weave objects it publishes meanwhile), and how many chunks `evalflow run` asks ahead
-# of them before the flow starts (evalflow/early_answers.py).
+# Chunks a run works on at most at once: the evaluate flow's task runner threads, and how many
+# chunks `evalflow run` asks ahead of them before the flow starts (evalflow/early_answers.py).
 CHUNK_WORKERS = 4
 # Chunks submitted ahead of those finished (their rows read, not yet taken by a task).
 CHUNKS_AHEAD = 2 * CHUNK_WORKERS

@@ -17,7 +17,7 @@ from evalflow.run_context import open_run
 from evalflow.spool import open_spool
 from evalflow.weave_setup import init_weave
 from tasks.collect import collect_results, results_artifacts
-from tasks.evaluation import publish_evaluation_objects, weave_evaluation
+from tasks.evaluation import weave_evaluation
 from tasks.inference import answer_rows
 from tasks.leaderboard import leave_entries, publish
 from tasks.plan import plan_evaluation
@@ -35,8 +35,7 @@ def _run_name() -> str:
 @flow(
     name="evaluate",
     flow_run_name=_run_name,
-    # a thread per chunk at once, and one that publishes the Weave objects meanwhile
-    task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_WORKERS + 1),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=CHUNK_WORKERS),  # type: ignore[arg-type]
 )
 def evaluate(
     suite: Annotated[SuiteName, Field(description="suite name (evals/<name>.yaml)")] = "qa-basics",
@@ -91,19 +90,13 @@ def evaluate(
     plan = plan_evaluation(RunRequest.model_validate(locals()))
     init_weave(plan.parameters.weave_project)
     with open_run(plan) as run, open_spool(plan.suite) as spool:
-        objects = publish_evaluation_objects.submit(
-            unwalked(plan.suite), unwalked(plan.rows), unwalked(plan.specs)
-        )
         with reachable(plan.endpoint_specs) as targets:
             answer_rows(plan, run, targets, spool)
         summary = collect_results(unwalked(plan), unwalked(spool), unwalked(run))
         figures = results_artifacts.submit(unwalked(plan), unwalked(summary))
         run.stop_if_over_budget()
-        published = unwalked(objects.result())  # its own error, if it failed
         evaluations = [
-            weave_evaluation(
-                plan.suite, unwalked(plan.rows), spec, unwalked(spool), run.run_id, published
-            )
+            weave_evaluation(plan.suite, unwalked(plan.rows), spec, unwalked(spool), run.run_id)
             for spec in plan.specs
         ]
         board = publish(unwalked(plan), evaluations) if plan.publishes else None

@@ -224,30 +224,3 @@ def test_chunks_smaller_than_the_concurrency_still_keep_every_slot_busy(
     stats = sim.stats()
     assert stats["by_model"] == {"oracle": {"200": 96}}
     assert stats["peak_in_flight"] == 16
-
-
-def test_the_weave_objects_are_published_while_the_rows_are_answered(
-    prefect_server: str, evals: Path, sim: SimEndpoint
-) -> None:
-    """The suite's dataset, its evaluation and the models depend on no answer: they are
-    published beside the inference, and after the last answer only the rows are recorded."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    sim.configure(latency_ms=100)  # the rows take a few seconds
-    state = evaluate(
-        suite="arith", chunk_size=40, weave_project="local/flow-objects", return_state=True
-    )
-    assert state.is_completed()
-    with get_client(sync_client=True) as client:
-        only = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        tasks = client.read_task_runs(flow_run_filter=only)
-    assert all(t.state is not None and t.state.is_completed() for t in tasks)
-    (published,) = [t.end_time for t in tasks if t.name.startswith("publish-evaluation-")]
-    last_answer = max(t.end_time for t in tasks if t.name.startswith("infer-") and t.end_time)
-    evaluations = [t.start_time for t in tasks if t.name.startswith("evaluate-")]
-    assert published is not None and len(evaluations) == 2
-    assert published < last_answer
-    assert all(start is not None and start >= last_answer for start in evaluations)
-    board = {row["model"]: row for row in read_leaderboard("arith")}
-    assert board["oracle"]["exact_match"] == 1.0
