@@ -40,14 +40,19 @@ time.sleep(60)
 """
 
 
-def run_idle_start(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def with_modules(tmp_path: Path) -> dict[str, str]:
+    """The test's modules written to tmp_path; an environment that imports them."""
     (tmp_path / "probe.py").write_text(PROBE)
     (tmp_path / "serve.py").write_text(SERVE)
+    (tmp_path / "linger.py").write_text(LINGER)
     (tmp_path / "broken.py").write_text("raise ImportError('broken on purpose')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+
+
+def run_idle_start(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "evalflow.idle_start", *args],
-        env=env,
+        env=with_modules(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,22 +82,10 @@ def test_a_command_without_a_module_to_run_says_how_to_call_it(tmp_path: Path) -
 
 
 def start_with_lifeline(tmp_path: Path, *serve_args: str) -> subprocess.Popen[str]:
-    (tmp_path / "probe.py").write_text(PROBE)
-    (tmp_path / "linger.py").write_text(LINGER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
-    lifeline = ["--until-stdin-closes", "1.5"]
+    command = ["-m", "evalflow.idle_start", "--until-stdin-closes", "1.5", "probe", "-m"]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalflow.idle_start",
-            *lifeline,
-            "probe",
-            "-m",
-            "linger",
-            *serve_args,
-        ],
-        env=env,
+        [sys.executable, *command, "linger", *serve_args],
+        env=with_modules(tmp_path),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
