@@ -6,8 +6,12 @@
 The kind of server whose CPU competes with the client on one machine, as a user's local
 llama.cpp or vLLM does (unlike the simulated endpoint, which is asyncio in one thread). It
 counts what it answered at `GET /_stats` (`answered`, `answering_seconds` from the first answer
-to the last, `first_request_after_s` and `first_answer_after_s` since the last reset) and
-zeroes them at `POST /_stats/reset`.
+to the last, `first_request_after_s` and `first_answer_after_s` since the last reset, and
+`in_flight_early` and `in_flight_later`: the mean number of requests it held in the first
+EARLY_S seconds after the first request, and from then to the last answer) and zeroes them at
+`POST /_stats/reset`. A client that keeps 32 requests in flight shows 32 in both; one whose
+process is busy elsewhere (importing, say) is slow to send the next request after an answer,
+and shows fewer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,25 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+EARLY_S = 3.0  # the start of the loop, when a client may still be importing or starting
+
+
+def mean_in_flight(sent: list[float], answered: list[float], start: float, end: float) -> float:
+    """The mean number of requests received and not yet answered over [start, end)."""
+    if end <= start:
+        return 0.0
+    changes = sorted([(t, 1) for t in sent] + [(t, -1) for t in answered])
+    held, area, last = 0, 0.0, start
+    for t, step in changes:
+        if t >= end:
+            break
+        if t > start:
+            area += held * (t - last)
+            last = t
+        held += step
+    area += held * (end - last)
+    return area / (end - start)
 
 
 class Counts:
@@ -32,10 +55,14 @@ class Counts:
         self.first = 0.0
         self.last = 0.0
         self.reset_at = time.monotonic()
+        self.sent: list[float] = []  # when each request came, when each answer went
+        self.answers: list[float] = []
 
     def request(self) -> None:
         with self.lock:
-            self.first_request = self.first_request or time.monotonic()
+            now = time.monotonic()
+            self.first_request = self.first_request or now
+            self.sent.append(now)
 
     def answer(self) -> None:
         with self.lock:
@@ -43,10 +70,15 @@ class Counts:
             self.first = self.first or now
             self.last = now
             self.answered += 1
+            self.answers.append(now)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
+            start, end = self.first_request, self.last
+            early_end = min(end, start + EARLY_S)
             return {
+                "in_flight_early": mean_in_flight(self.sent, self.answers, start, early_end),
+                "in_flight_later": mean_in_flight(self.sent, self.answers, early_end, end),
                 "answered": self.answered,
                 "answering_seconds": self.last - self.first,
                 "first_answer_after_s": self.first - self.reset_at if self.first else None,

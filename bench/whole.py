@@ -40,6 +40,7 @@ import contextlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,7 @@ class Measured:
     rate: float
     first_answer_s: float | None
     first_request_s: float | None
+    in_flight: tuple[float, float] | None = None  # mean, the loop's first 3 s and the rest
 
 
 def free_port() -> int:
@@ -99,7 +101,7 @@ def start_endpoint(kind: str, key: Path, latency_ms: float) -> tuple[subprocess.
 def endpoint_counts(kind: str, root: str) -> tuple[int, float, float | None, float | None]:
     """Answers, seconds from the first to the last, and the delays of the first answer and of
     the first request since the reset."""
-    stats = httpx.get(f"{root}/_stats", timeout=10).json()
+    stats = endpoint_stats(root)
     if kind == "simulated":
         answered = int(stats["by_status"].get("200", 0))
     else:
@@ -110,6 +112,18 @@ def endpoint_counts(kind: str, root: str) -> tuple[int, float, float | None, flo
         stats["first_answer_after_s"],
         stats["first_request_after_s"],
     )
+
+
+def endpoint_stats(root: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{root}/_stats", timeout=10).json())
+
+
+def in_flight(stats: dict[str, Any]) -> tuple[float, float] | None:
+    """The plain endpoint's mean requests in flight, early in the loop and later (None: the
+    simulated endpoint does not count them)."""
+    if "in_flight_early" not in stats:
+        return None
+    return float(stats["in_flight_early"]), float(stats["in_flight_later"])
 
 
 def round_trip_s(root: str, question: str) -> float:
@@ -195,7 +209,8 @@ def measure(command: list[str], env: dict[str, str], kind: str, root: str) -> Me
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     answered, seconds, first, first_request = endpoint_counts(kind, root)
-    return Measured(wall, answered, (answered - 1) / max(seconds, 1e-9), first, first_request)
+    rate = (answered - 1) / max(seconds, 1e-9)
+    return Measured(wall, answered, rate, first, first_request, in_flight(endpoint_stats(root)))
 
 
 def median_run(runs: list[Measured]) -> Measured:
@@ -205,6 +220,21 @@ def median_run(runs: list[Measured]) -> Measured:
 
 def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def held(m: Measured) -> str:
+    return "-" if m.in_flight is None else f"{m.in_flight[0]:.1f} / {m.in_flight[1]:.1f}"
+
+
+def paired_row(kind: str, rows: int, runs: dict[str, list[Measured]]) -> str:
+    """evalflow's wall over the plain script's in each turn (run minutes apart on the shared
+    machine, so what slows the machine for a while slows both), and their medians."""
+    plain = [m.wall_s for m in runs[PLAIN]]
+    cells = []
+    for name in ("evalflow run", UP):
+        ratios = [m.wall_s / p for m, p in zip(runs[name], plain, strict=True)]
+        cells += [", ".join(f"{r:.2f}" for r in ratios), f"{statistics.median(ratios):.2f}"]
+    return f"| {kind} | {rows} | {' | '.join(cells)} |"
 
 
 def floor_row(kind: str, rows: int, results: dict[str, Measured], own_bound: float) -> str:
@@ -241,6 +271,7 @@ def main() -> None:
     bound = CONCURRENCY / (args.latency_ms / 1000)
     table: list[str] = []
     floors: list[str] = []
+    paired: list[str] = []
     round_trips: list[str] = []
     for kind in ("simulated", "plain threaded"):
         proc, root = start_endpoint(kind.split()[0], key, args.latency_ms)
@@ -325,9 +356,10 @@ def main() -> None:
                         f"| {kind} | {n} | {name} | {m.wall_s:.1f} | {walls} | {n / bound:.1f} | "
                         f"{ours / m.wall_s:.2f} | {m.rate:.1f} | {m.rate / bound:.2f} | "
                         f"{m.rate / own_bound:.2f} | {seconds(m.first_request_s)} | "
-                        f"{seconds(m.first_answer_s)} | {m.answered} |"
+                        f"{seconds(m.first_answer_s)} | {held(m)} | {m.answered} |"
                     )
                 floors.append(floor_row(kind, n, results, own_bound))
+                paired.append(paired_row(kind, n, runs))
         finally:
             proc.kill()
             proc.wait()
@@ -344,10 +376,30 @@ def main() -> None:
             "",
             "| endpoint | rows | contender | wall s | each run's wall s | bound s | "
             "evalflow's wall / this | in-loop rows/s | of the bound | of the endpoint's bound | "
-            "first request s | first answer s | answered |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "first request s | first answer s | in flight, first 3 s / later | answered |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *table,
             "",
+            "In flight: the mean number of requests the plain endpoint held in the first 3 s "
+            "after the first request and from then to the last answer (the simulated endpoint "
+            "does not count them). At 32 the client sends each next request as soon as an "
+            "answer comes; fewer, and its process was busy elsewhere.",
+            "",
+            *(
+                [
+                    "Paired: evalflow's wall over the plain script's in each turn (the two run "
+                    "one after the other, so a slow spell of the shared machine slows both), "
+                    "and the median over the turns.",
+                    "",
+                    "| endpoint | rows | evalflow run / plain, each turn | median | "
+                    "`evalflow up` / plain, each turn | median |",
+                    "|---|---|---|---|---|---|",
+                    *paired,
+                    "",
+                ]
+                if args.repeat > 1
+                else []
+            ),
             f"Each endpoint's own bound: its mean round trip for one request at a time on one "
             f"kept-alive connection ({ROUND_TRIPS} requests), and {CONCURRENCY} over the shorter "
             "of two: through httpx, which leaves the acknowledgement of a response's headers to "
