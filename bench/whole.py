@@ -12,11 +12,15 @@ with the client's as a user's local server does: the project's simulated endpoin
 one thread) and a plain threaded stdlib server (bench/plain_endpoint.py). The endpoint counts
 the answers: the in-loop rate is answers over the time from the first to the last; "first
 request" and "first answer" are how long after the command started the endpoint received its
-first request and sent its first answer.
+first request and sent its first answer; the plain endpoint also reports how many requests
+it held, on average, in the loop's first 3 s and after (a client busy elsewhere in its process
+is slow to send the next request after an answer).
 The bound is 32 / latency (160 rows/s at 200 ms); the whole-process bound is rows / 160.
 With `--repeat K` the contenders run K times in turn (each evalflow run on a day of its own,
 so none reuses an answer), each row of the table is the contender's run of median wall, and
-the section written is one of its own (`Whole process, <rows> rows, K runs each`).
+the section written is one of its own (`Whole process, <rows> rows, K runs each`), with
+evalflow's wall over the plain script's turn by turn: neighbours in time, so a slow spell of
+the shared machine slows both.
 
 Each endpoint's own bound is measured too: its mean round trip for one request at a time on
 one kept-alive connection (its latency plus what its HTTP handling adds to every request),
