@@ -102,10 +102,11 @@ def start_endpoint(kind: str, key: Path, latency_ms: float) -> tuple[subprocess.
     raise RuntimeError(f"the {kind} endpoint did not start")
 
 
-def endpoint_counts(kind: str, root: str) -> tuple[int, float, float | None, float | None]:
+def endpoint_counts(
+    kind: str, stats: dict[str, Any]
+) -> tuple[int, float, float | None, float | None]:
     """Answers, seconds from the first to the last, and the delays of the first answer and of
     the first request since the reset."""
-    stats = endpoint_stats(root)
     if kind == "simulated":
         answered = int(stats["by_status"].get("200", 0))
     else:
@@ -116,10 +117,6 @@ def endpoint_counts(kind: str, root: str) -> tuple[int, float, float | None, flo
         stats["first_answer_after_s"],
         stats["first_request_after_s"],
     )
-
-
-def endpoint_stats(root: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{root}/_stats", timeout=10).json())
 
 
 def in_flight(stats: dict[str, Any]) -> tuple[float, float] | None:
@@ -212,9 +209,10 @@ def measure(command: list[str], env: dict[str, str], kind: str, root: str) -> Me
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    answered, seconds, first, first_request = endpoint_counts(kind, root)
+    stats = dict(httpx.get(f"{root}/_stats", timeout=10).json())
+    answered, seconds, first, first_request = endpoint_counts(kind, stats)
     rate = (answered - 1) / max(seconds, 1e-9)
-    return Measured(wall, answered, rate, first, first_request, in_flight(endpoint_stats(root)))
+    return Measured(wall, answered, rate, first, first_request, in_flight(stats))
 
 
 def median_run(runs: list[Measured]) -> Measured:
@@ -231,8 +229,8 @@ def held(m: Measured) -> str:
 
 
 def paired_row(kind: str, rows: int, runs: dict[str, list[Measured]]) -> str:
-    """evalflow's wall over the plain script's in each turn (run minutes apart on the shared
-    machine, so what slows the machine for a while slows both), and their medians."""
+    """evalflow's wall over the plain script's in each turn (run one after the other on the
+    shared machine, so what slows the machine for a while slows both), and their medians."""
     plain = [m.wall_s for m in runs[PLAIN]]
     cells = []
     for name in ("evalflow run", UP):
