@@ -50,41 +50,30 @@ class Counts:
         self.reset()
 
     def reset(self) -> None:
-        self.answered = 0
-        self.first_request = 0.0
-        self.first = 0.0
-        self.last = 0.0
         self.reset_at = time.monotonic()
         self.sent: list[float] = []  # when each request came, when each answer went
         self.answers: list[float] = []
 
     def request(self) -> None:
         with self.lock:
-            now = time.monotonic()
-            self.first_request = self.first_request or now
-            self.sent.append(now)
+            self.sent.append(time.monotonic())
 
     def answer(self) -> None:
         with self.lock:
-            now = time.monotonic()
-            self.first = self.first or now
-            self.last = now
-            self.answered += 1
-            self.answers.append(now)
+            self.answers.append(time.monotonic())
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            start, end = self.first_request, self.last
-            early_end = min(end, start + EARLY_S)
+            start = self.sent[0] if self.sent else 0.0
+            first, last = (self.answers[0], self.answers[-1]) if self.answers else (0.0, 0.0)
+            early_end = min(last, start + EARLY_S)
             return {
                 "in_flight_early": mean_in_flight(self.sent, self.answers, start, early_end),
-                "in_flight_later": mean_in_flight(self.sent, self.answers, early_end, end),
-                "answered": self.answered,
-                "answering_seconds": self.last - self.first,
-                "first_answer_after_s": self.first - self.reset_at if self.first else None,
-                "first_request_after_s": (
-                    self.first_request - self.reset_at if self.first_request else None
-                ),
+                "in_flight_later": mean_in_flight(self.sent, self.answers, early_end, last),
+                "answered": len(self.answers),
+                "answering_seconds": last - first,
+                "first_answer_after_s": first - self.reset_at if self.answers else None,
+                "first_request_after_s": start - self.reset_at if self.sent else None,
             }
 
 
