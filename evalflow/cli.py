@@ -220,6 +220,31 @@ def _plan_or_explain(request: dict[str, Any]) -> RunPlan:
     return plan
 
 
+def _weave_later(project: str | None) -> bool:
+    """Start weave now, or, on a local Weave store (checked now), later: the first rows are
+    then sent while weave is imported, and traced once it is (evalflow/early_traces.py).
+    True when weave is to be started later (`_start_weave`)."""
+    from evalflow import early_traces
+    from evalflow.weave_setup import init_weave, open_local_store
+
+    if open_local_store(project) is not None and early_traces.hold():
+        return True
+    init_weave(project)
+    return False
+
+
+def _start_weave(project: str | None) -> None:
+    """Start weave and trace the requests sent before (see `_weave_later`)."""
+    from evalflow import early_traces
+    from evalflow.weave_setup import init_weave
+
+    try:
+        early_traces.trace_held(init_weave(project))
+    except BaseException:
+        early_traces.drop()
+        raise
+
+
 def _start_prefect_early() -> threading.Thread | None:
     """With no Prefect server to use, start Prefect's temporary one now, in the background
     (through its public client, which starts it when PREFECT_API_URL is unset), while this
@@ -347,7 +372,6 @@ def run(
     from evalflow.run_context import RunWatch, open_run
     from evalflow.targets import Target
     from evalflow.temporary_server import ready_server, start_temporary_server
-    from evalflow.weave_setup import init_weave
 
     request: dict[str, Any] = {
         "suite": suite,
@@ -376,16 +400,18 @@ def run(
     _quiet_prefect(verbose)
     prefect_starting = _start_prefect_early() if server is None else None
     check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
-    init_weave(plan.parameters.weave_project)
+    weave_later = _weave_later(plan.parameters.weave_project)
     # What is imported and planned lives until the exit: the collector need not walk it again
     # on every full collection while rows are answered (gc.freeze; again after the flow's
     # imports below).
     gc.freeze()
-    # The run's id is held from here, and its rows asked while Prefect gets ready; the flow
-    # runs this plan in this run, and its tasks take the answers.
+    # The run's id is held from here, and its rows asked while weave and Prefect get ready;
+    # the flow runs this plan in this run, and its tasks take the answers.
     started = time.monotonic()
     with open_run(plan) as run, asking_early(plan, run) as early:
         early.wait_sending()
+        if weave_later:
+            _start_weave(plan.parameters.weave_project)
         watcher = RunWatch(run=run, opened=run, plan=plan)
         make_flows_importable()
         from flows.evaluate import evaluate

@@ -24,8 +24,9 @@ from typing import Any, BinaryIO, Literal, TypeVar
 
 import httpx2
 import openai
-import weave
+from openai.types.chat import ChatCompletion
 
+from evalflow import early_traces
 from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import BudgetStop, EvalflowError, FatalRequestError, StorageError
@@ -335,12 +336,9 @@ class Asker:
                             raise BudgetStop(f"not sent: past {reason}")
                         sent = time.monotonic()
                         try:
-                            with weave.attributes(attributes):
-                                response = await client.chat.completions.create(
-                                    model=spec.model,
-                                    messages=messages,  # type: ignore[arg-type]
-                                    **self._request_params,
-                                )
+                            response = await _create(
+                                client, attributes, spec.model, messages, self._request_params
+                            )
                         except openai.RateLimitError:
                             limiter.concurrency.on_rate_limited()
                             raise
@@ -389,6 +387,30 @@ class Asker:
             error=target.redact(str(failure))[:500],
             request=request,
             epoch=epoch,
+        )
+
+
+async def _create(
+    client: openai.AsyncOpenAI,
+    attributes: dict[str, Any],
+    model: str,
+    messages: list[dict[str, str]],
+    params: dict[str, Any],
+) -> ChatCompletion:
+    """The chat completion, traced in Weave with `attributes`: through weave's wrapper, or, sent
+    before weave is ready, held and traced once it is (evalflow/early_traces.py)."""
+    if early_traces.holding():
+        response: ChatCompletion = await early_traces.create(
+            client.chat.completions, attributes, model=model, messages=messages, **params
+        )
+        return response
+    import weave  # a lookup once imported (a task's init_weave, or evalflow run's)
+
+    with weave.attributes(attributes):
+        return await client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            **params,
         )
 
 

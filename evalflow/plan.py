@@ -16,6 +16,7 @@ from evalflow.dataset import Row, RowStore, store_rows
 from evalflow.errors import ConfigError
 from evalflow.prompting import check_prompt
 from evalflow.runs import RunParameters, load_parameters, make_run_id, same_definition
+from evalflow.scorer_checks import check_settings, needs_import, row_fields
 from evalflow.storage import check_storage
 from evalflow.targets import LOCAL_LLM_ENV, Target
 
@@ -186,9 +187,13 @@ def plan_run(request: RunRequest) -> RunPlan:
     check_prompt(suite.prompt, suite.dataset.prompt_fields)
     _check_labels(suite)
     rows = store_rows(parameters.dataset or suite.dataset_path(), suite.dataset, parameters.limit)
-    from evalflow.scorers import check_scorers, row_fields  # weave: after the quicker checks
+    fields = row_fields(rows)
+    if needs_import(suite):  # a Python scorer: imported (with weave) after the quicker checks
+        from evalflow.scorers import check_scorers
 
-    check_scorers(suite, row_fields(rows))
+        check_scorers(suite, fields)
+    else:  # weave is imported later, while the first rows are asked (early_traces.py)
+        check_settings(suite, fields)
     judges = _judges(suite, parameters.weave_project)
     if request.max_cost is not None:
         _check_priced([*specs, *judges.values()])

@@ -31,7 +31,7 @@ from evalflow.choices import extract_choice
 from evalflow.config import ScorerSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import ConfigError
-from evalflow.grading import SPECIAL_FIELDS, template_fields
+from evalflow.scorer_checks import check_pattern, check_settings
 
 if TYPE_CHECKING:  # pandas is imported when rows are scored, not when a run is planned
     import pandas as pd
@@ -187,14 +187,7 @@ def make_scorer(spec: ScorerSpec) -> Scorer:
             template=spec.template,
         )
     if spec.kind == "regex":
-        if not spec.pattern:
-            raise ConfigError(f"scorer {spec.label!r}: kind regex needs a pattern")
-        try:
-            re.compile(spec.pattern)
-        except re.error as exc:
-            raise ConfigError(
-                f"scorer {spec.label!r}: bad regex {spec.pattern!r} ({exc})"
-            ) from None
+        check_pattern(spec)
     return RowScorer(
         name=spec.label, kind=spec.kind, tolerance=spec.tolerance, pattern=spec.pattern
     )
@@ -274,14 +267,6 @@ def scorer_example(row: Row) -> dict[str, Any]:
     return {**_plain(dict(row.record)), "row_id": row.id, "target": _plain(row.target)}
 
 
-def row_fields(rows: Iterable[Row]) -> set[str]:
-    """The names every row gives a Python scorer (fields all rows have, row_id, target)."""
-    common: set[str] | None = None
-    for row in rows:
-        common = set(row.record) if common is None else common & set(row.record)
-    return (common or set()) | {"row_id", "target"}
-
-
 def _score_parameters(scorer: Scorer) -> list[inspect.Parameter]:
     if isinstance(scorer, weave.Scorer):
         fn = getattr(type(scorer).score, "resolve_fn", type(scorer).score)
@@ -323,15 +308,9 @@ def check_scorers(suite: Suite, fields: set[str]) -> None:
     valid settings) and that each Python scorer's arguments can all be given from `fields`
     (the dataset rows' fields, `row_id` and `target`); ConfigError naming the scorer, the
     argument and the fields otherwise."""
+    check_settings(suite, fields)
     for spec in suite.scorers:
         scorer = make_scorer(spec)
-        if spec.kind == "choice" and suite.dataset.choices_field is None:
-            raise ConfigError(
-                f"scorer {spec.label!r}: kind choice needs the dataset's choices_field (the "
-                f"field holding each row's list of choices)"
-            )
-        if spec.kind == "judge":
-            _check_template(spec, fields)
         if spec.kind != "python":
             continue
         try:
@@ -345,16 +324,6 @@ def check_scorers(suite: Suite, fields: set[str]) -> None:
                 f"scorer {spec.label!r} ({spec.path}): argument {arg!r} cannot be given: {why}. "
                 f"A Python scorer receives output and these fields: {', '.join(sorted(fields))}"
             )
-
-
-def _check_template(spec: ScorerSpec, fields: set[str]) -> None:
-    unknown = template_fields(spec) - fields - set(SPECIAL_FIELDS)
-    if unknown:
-        raise ConfigError(
-            f"scorer {spec.label!r}: its template uses {', '.join(sorted(unknown))}, which the "
-            f"rows do not have; a judge's template may use {', '.join(SPECIAL_FIELDS)} and the "
-            f"rows' fields: {', '.join(sorted(fields))}"
-        )
 
 
 # ---- scoring the collected rows ------------------------------------------------------------

@@ -125,8 +125,10 @@ def test_broken_suite_config_is_one_clear_error(
 
 
 def test_the_run_command_shows_progress_and_prints_its_own_figures(
-    prefect_server: str, evals: Path
+    prefect_server: str, evals: Path, sim: SimEndpoint
 ) -> None:
+    """Also: every request the endpoint answered is traced in Weave once, with its answer and
+    its times, though the first ones are sent while weave is imported (early_traces.py)."""
     env = {**os.environ, "EVALFLOW_EVALS_DIR": str(evals), "PREFECT_API_URL": prefect_server}
     out = subprocess.run(
         [
@@ -151,6 +153,18 @@ def test_the_run_command_shows_progress_and_prints_its_own_figures(
     assert lines["oracle"][1] == "1.000"
     assert lines["oracle"][-2:] == ["30", "0"]  # n scored, errors
     assert "not on the leaderboard: a partial run (the first 30 rows" in out.stdout
+    client = init_weave("local/cli-run")
+    op = f"weave:///{client.project_id}/op/openai.chat.completions.create:*"
+    calls = list(client.get_calls(filter={"op_names": [op]}))
+    assert sim.stats()["total"] == len(calls) == 60
+    assert (
+        len({(c.attributes["evalflow.model"], c.attributes["evalflow.row_id"]) for c in calls})
+        == 60
+    )
+    for call in calls:
+        assert call.attributes["evalflow.suite"] == "arith" and call.exception is None
+        assert call.output["choices"][0]["message"]["content"]
+        assert call.started_at < call.ended_at
 
 
 def test_the_run_command_fails_with_one_line_on_a_bad_key(

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ctypes
 import inspect
+import json
 import statistics
 import sys
 import threading
@@ -24,6 +25,7 @@ from evalflow.patches import openai as openai_patch
 from evalflow.patches import openai_transport as transport_patch
 from evalflow.patches import weave as weave_patch
 from evalflow.patches import weave_plain as plain_patch
+from evalflow.patches import weave_replay as replay_patch
 from evalflow.patches import weave_table as table_patch
 from evalflow.patches._gate import version_problem
 
@@ -40,6 +42,7 @@ def fresh_installs() -> Iterator[None]:
         weave_patch._is_op_problems,
         table_patch._problems,
         plain_patch._problems,
+        replay_patch._problems,
     )
     for install in installs:
         install.cache_clear()
@@ -675,3 +678,119 @@ def test_outside_the_verified_prefect_the_temporary_server_is_prefects_to_start(
     monkeypatch.setattr(prefect_patch, "VERIFIED", ">=99")
     with pytest.warns(RuntimeWarning, match="temporary server started by evalflow"):
         assert prefect_patch.temporary_server_command(8123) is None
+
+
+# --- weave_replay: a request sent before weave's import, traced afterwards -------------------
+
+
+def _traced_pair(sim: Any, project: str, base_url: str) -> tuple[Any, Any, Any, Any]:
+    """One request traced live through weave's wrapper and one sent through openai's own method
+    and recorded by the replay; their two calls (flushed), and the replayed call's times."""
+    import datetime
+
+    import openai
+    import weave
+    from openai.resources.chat.completions import AsyncCompletions
+
+    from evalflow.patches import weave_replay
+    from evalflow.weave_setup import flush_weave, init_weave
+
+    client = init_weave(project)
+    own_create = AsyncCompletions.create.__wrapped__  # type: ignore[attr-defined]
+    sent = {"model": "oracle", "max_tokens": 16, "timeout": 5.0}
+
+    async def both() -> tuple[datetime.datetime, datetime.datetime]:
+        api = openai.AsyncOpenAI(base_url=base_url, api_key="sk-replay-canary", max_retries=0)
+        live = [{"role": "user", "content": "question 1?"}]
+        with weave.attributes({"evalflow.row_id": "live"}), contextlib.suppress(openai.APIError):
+            await api.chat.completions.create(messages=live, **sent)  # type: ignore[call-overload]
+        kwargs: dict[str, Any] = {**sent, "messages": [{"role": "user", "content": "question 2?"}]}
+        started = datetime.datetime.now(tz=datetime.UTC)
+        output: Any = None
+        error: BaseException | None = None
+        try:
+            output = await own_create(api.chat.completions, **kwargs)
+        except openai.APIError as exc:
+            error = exc
+        ended = datetime.datetime.now(tz=datetime.UTC)
+        attributes = {"evalflow.row_id": "held"}
+        assert weave_replay.record_call(
+            client, api.chat.completions, kwargs, attributes, started, ended, output, error
+        )
+        await api.close()
+        return started, ended
+
+    started, ended = asyncio.run(both())
+    flush_weave(client)
+    op = f"weave:///{client.project_id}/op/{weave_replay.OP_NAME}:*"
+    calls = {
+        c.attributes["evalflow.row_id"]: c for c in client.get_calls(filter={"op_names": [op]})
+    }
+    return calls["live"], calls["held"], started, ended
+
+
+def test_weave_replay_is_as_verified_and_a_held_request_is_traced_as_a_live_one(
+    sim: Any, fresh_installs: None
+) -> None:
+    """A request sent before weave's import and recorded afterwards has the trace a live one
+    has (the same op, inputs but its messages, output shape, attributes and usage), with the
+    times it was sent and answered; the key is not in it."""
+    from evalflow.patches import weave_replay
+
+    sim.configure(answer_key={"question 1?": "one", "question 2?": "two"})
+    live, held, started, ended = _traced_pair(sim, "local/patch-replay", sim.base_url)
+    assert weave_replay.drift() == []
+    assert held.op_name == live.op_name
+    assert held.output["choices"][0]["message"]["content"] == "two"
+    assert live.output["choices"][0]["message"]["content"] == "one"
+    assert {k: v for k, v in held.inputs.items() if k != "messages"} == {
+        k: v for k, v in live.inputs.items() if k != "messages"
+    }
+    assert held.inputs["messages"] == [{"role": "user", "content": "question 2?"}]
+    assert sorted(held.output) == sorted(live.output)
+    assert {k: v for k, v in held.attributes.items() if k != "evalflow.row_id"} == {
+        k: v for k, v in live.attributes.items() if k != "evalflow.row_id"
+    }
+    assert held.summary["usage"] == live.summary["usage"]
+    assert (held.started_at, held.ended_at) == (started, ended)
+    assert held.exception is None and live.exception is None
+    assert "sk-replay-canary" not in repr(held.inputs) + repr(held.output)
+
+
+def test_weave_replay_records_a_failed_request_as_weave_does(fresh_installs: None) -> None:
+    """A held request that failed (nobody listening) is recorded with its error, as a live one."""
+    from evalflow.endpoints.process import free_port
+
+    live, held, _, _ = _traced_pair(
+        None, "local/patch-replay-dead", f"http://127.0.0.1:{free_port()}/v1"
+    )
+    assert live.exception and held.exception
+    said = [json.loads(call.exception) for call in (held, live)]
+    assert [(e["type"], e["message"]) for e in said] == [
+        ("APIConnectionError", "Connection error.")
+    ] * 2
+    assert held.output is None and live.output is None
+    assert held.op_name == live.op_name
+
+
+def test_weave_replay_drift_is_noticed_and_nothing_is_held(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    """When the integration's op cannot be found, the replay says so and records nothing; and
+    with weave imported (here, always), no request is held: each waits for weave's wrapper."""
+    from openai.resources.chat.completions import AsyncCompletions
+
+    from evalflow import early_traces
+    from evalflow.patches import weave_replay
+    from evalflow.weave_setup import init_weave
+
+    client = init_weave("local/patch-replay-drift")
+    assert weave_replay.unwrapped_create() is None
+    assert not early_traces.hold() and not early_traces.holding()
+    monkeypatch.setattr(AsyncCompletions, "create", AsyncCompletions.create.__wrapped__)
+    assert weave_replay.integration_op() is None
+    assert any("no longer keeps" in p for p in weave_replay.drift())
+    weave_replay._problems.cache_clear()
+    with pytest.warns(RuntimeWarning, match="recorded afterwards"):
+        recorded = weave_replay.record_call(client, None, {}, {}, None, None)  # type: ignore[arg-type]
+    assert recorded is False

@@ -14,7 +14,8 @@ from evalflow.config import DatasetSpec, ScorerSpec, Suite
 from evalflow.dataset import Row, load_rows
 from evalflow.errors import ConfigError
 from evalflow.evaluation import build_evaluation
-from evalflow.scorers import check_scorers, row_fields, score_rows
+from evalflow.scorer_checks import row_fields
+from evalflow.scorers import check_scorers, score_rows
 from tests.scorer_fixtures import collected_frame
 
 CSV = "id,question,answer,topic\nq1,What is 1 plus 1?,2,sums\nq2,Name a red fruit,apple,food\n"
