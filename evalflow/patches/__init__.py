@@ -42,6 +42,14 @@ weave_table.publish_table (weave >=0.54,<0.55; the trace server's own table API,
     the dataset is a `weave.Dataset` over a `WeaveTable` of that table's `TableRef`, which
     `WeaveClient._save_table` keeps: the same dataset and digest as weave's upload of a list
     of every row. Otherwise: weave's own upload of every row at once.
+weave_replay.record_call (weave >=0.54,<0.55; reads, nothing of weave's is changed)
+    `evalflow run` on a local store sends its first rows through openai's own
+    `AsyncCompletions.create` while weave is imported (`unwrapped_create`, only while weave is
+    not imported), then records each through the op weave's openai integration wraps that
+    method in (found in the wrapper's closure): the op's `_on_input_handler` gives the inputs,
+    `WeaveClient.create_call(started_at=)` and `finish_call(op=, ended_at=)` the call with the
+    request's own times, after the op's `_on_finish_post_processor` (evalflow/early_traces.py).
+    Otherwise (another weave): no request is held; each waits for weave, as before.
 llama_cpp.disable_weight_repacking (llama-cpp-python >=0.3.36,<0.4, in the local LLM process)
     Wraps `llama_cpp.llama_cpp.llama_model_default_params` to set the ctypes field
     `use_extra_bufts` to False: repacked AMX weights segfault at the first decode in VMs that
