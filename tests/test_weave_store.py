@@ -284,3 +284,41 @@ def test_a_leaderboard_that_exists_reads_back(evalflow_home: Path) -> None:
     weave.publish(Leaderboard(name="arith-leaderboard", columns=[column]), name="arith-leaderboard")
     flush_weave()
     assert read_leaderboard("arith") == []
+
+
+def test_a_run_on_an_unusable_store_stops_before_sending_anything(
+    prefect_server: str,
+    evalflow_home: Path,
+    sim: SimEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`evalflow run` sends its first rows before weave is imported, but only once the local
+    store has been opened and checked: a store that is not a database is one line, nothing sent."""
+    rows = questions(20)
+    sim.configure(answer_key=answer_key(rows))
+    folder = write_suite(tmp_path / "evals", "arith", rows, sim.base_url, {"oracle": {}})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    path = _store(evalflow_home, "run-unusable")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(64 * 1024))
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evalflow.cli",
+            "run",
+            "arith",
+            "--weave-project",
+            "local/run-unusable",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert f"error: Weave store {path}" in out.stderr
+    assert sim.stats()["total"] == 0
