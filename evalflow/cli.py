@@ -225,9 +225,9 @@ def _weave_later(project: str | None) -> bool:
     then sent while weave is imported, and traced once it is (evalflow/early_traces.py).
     True when weave is to be started later (`_start_weave`)."""
     from evalflow import early_traces
-    from evalflow.weave_setup import init_weave, open_local_store
+    from evalflow.weave_setup import check_local_store, init_weave
 
-    if open_local_store(project) is not None and early_traces.hold():
+    if check_local_store(project) and early_traces.hold():
         return True
     init_weave(project)
     return False

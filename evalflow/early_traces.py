@@ -1,7 +1,7 @@
 """Requests sent before weave is ready, traced once it is.
 
 Importing and starting weave takes 1-2 s of a run's start on two cores. On a local Weave
-store, `evalflow run` checks the store (evalflow/weave_setup.py, `open_local_store`), then
+store, `evalflow run` checks the store (evalflow/weave_setup.py, `check_local_store`), then
 `hold` starts this: its first rows are sent at once, weave is imported and started while they
 are answered, and `trace_held` hands over the client. Until then a request goes through
 openai's own `AsyncCompletions.create` (weave has not wrapped it yet): its inputs, answer (or

@@ -6,7 +6,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evalflow.errors import WeaveStoreError
 from evalflow.home import apply_offline_environment, home_dir
@@ -17,17 +17,12 @@ from evalflow.patches.weave import (
 )
 from evalflow.patches.weave_plain import restore_weave_walks, use_plain_fast_path
 
-if TYPE_CHECKING:
-    from evalflow.weave_local.db import Database
-
 DEFAULT_PROJECT = "local/evalflow"
 PROJECT_ENV = "EVALFLOW_WEAVE_PROJECT"
 WEAVE_STORE_ENV = "EVALFLOW_WEAVE_STORE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _lock = threading.Lock()
 _current: tuple[str, Any] | None = None
-_opening = threading.Lock()
-_opened: dict[Path, Database] = {}  # open_local_store's, each taken by one client
 
 
 def project_name(project: str | None = None) -> str:
@@ -94,20 +89,17 @@ def weave_store_folder() -> Path:
     return folder
 
 
-def open_local_store(project: str | None = None) -> Database | None:
-    """The local Weave store of the project, opened and checked without importing weave: a
-    folder that cannot be made, a file that is not a usable SQLite database raise
-    WeaveStoreError naming it. None for a W&B project. `init_weave` then uses it."""
+def check_local_store(project: str | None = None) -> bool:
+    """Open the project's local Weave store without importing weave: a folder that cannot be
+    made, a file that is not a usable SQLite database raise WeaveStoreError naming it. False
+    (nothing checked) for a W&B project."""
     from evalflow.weave_local.db import Database
 
     entity, proj = project_name(project).split("/")
     if entity != "local":
-        return None
-    # An unusable file (a directory, not a database, damaged) raises WeaveStoreError.
-    db = Database(_store_path(proj))
-    with _opening:
-        _opened[db.path] = db  # for init_weave's client, once
-    return db
+        return False
+    Database(_store_path(proj))  # closed when dropped; init_weave opens it again (a few ms)
+    return True
 
 
 def _store_path(project: str) -> Path:
@@ -130,11 +122,8 @@ def _local_client(project: str) -> Any:
 
     from evalflow.weave_local.server import LocalTraceServer
 
-    path = _store_path(project)
-    with _opening:
-        opened = _opened.pop(path, None)
     # An unusable file (a directory, not a database, damaged) raises WeaveStoreError naming it.
-    server = LocalTraceServer(path, db=opened)
+    server = LocalTraceServer(_store_path(project))
     # The store implements the part of the interface the client uses (not the W&B-only parts).
     # Its call starts and ends only queue a row (written behind by the store's own thread), so
     # weave sends them in the calling thread (client_parallelism 0) rather than handing each

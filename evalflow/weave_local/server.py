@@ -145,14 +145,8 @@ class LocalTraceServer:
     # passes its packed RowDigests: no list of every row's digest as strings).
     TAKES_DIGEST_SEQUENCES = True
 
-    def __init__(
-        self,
-        path: Path,
-        flush_every_s: float = 0.05,
-        batch: int = 500,
-        db: Database | None = None,
-    ) -> None:
-        self.db = db if db is not None and db.path == path else Database(path)
+    def __init__(self, path: Path, flush_every_s: float = 0.05, batch: int = 500) -> None:
+        self.db = Database(path)
         # Call starts and ends are written behind, in batches (one transaction each): a traced
         # call costs two writes, too many for a transaction each. Reads drain the queue first.
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
