@@ -8,10 +8,12 @@ openai's own `AsyncCompletions.create` (weave has not wrapped it yet): its input
 error) and times are held, and recorded in Weave by `trace_held` (evalflow/patches/
 weave_replay.py), with the op, inputs, output, attributes and usage of any traced request and
 the times it was sent and answered. A request answered after the hand-over is recorded at
-once; a request sent after it goes through weave's wrapper as usual.
+once; a request sent after it goes through weave's wrapper as usual. A held request whose trace
+cannot be recorded keeps its answer; a warning says so once.
 
 Not held (weave first, as before): a W&B project (its key is checked by weave.init before
-anything is sent), a weave already imported in this process, a weave outside the verified
+anything is sent), a weave already imported in this process (a suite with a Python scorer
+imports it while it is planned), a weave outside the verified
 versions. If weave cannot start, the run stops with that error, its answers in the journal for
 the next run; what was held is not recorded.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,21 +58,34 @@ class _Holding:
 
 
 _holding: _Holding | None = None
+_failed: list[str] = []  # the first failure to record a held request
 
 
 def _record(client: Any, sent: _Sent) -> None:
+    """Record one held request; a failure to record it is a warning (as weave's own tracing
+    of a live request never fails the request), said once, by its error's class alone."""
     from evalflow.patches.weave_replay import record_call
 
-    record_call(
-        client,
-        sent.completions,
-        sent.kwargs,
-        sent.attributes,
-        sent.started_at,
-        sent.ended_at,
-        sent.output,
-        sent.exception,
-    )
+    try:
+        record_call(
+            client,
+            sent.completions,
+            sent.kwargs,
+            sent.attributes,
+            sent.started_at,
+            sent.ended_at,
+            sent.output,
+            sent.exception,
+        )
+    except Exception as exc:
+        if not _failed:
+            _failed.append(type(exc).__name__)
+            warnings.warn(
+                f"evalflow could not trace a request sent before weave was ready "
+                f"({type(exc).__name__}); its answer is kept",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def hold() -> bool:
@@ -96,7 +112,7 @@ async def create(completions: Any, attributes: dict[str, Any], **kwargs: Any) ->
     `attributes` (as `weave.attributes` gives a traced request's)."""
     held = _holding
     assert held is not None, "hold() first"
-    started = datetime.datetime.now(tz=datetime.UTC)
+    started = _now()
     try:
         response = await held.create(completions, **kwargs)
     except Exception as exc:

@@ -794,3 +794,43 @@ def test_weave_replay_drift_is_noticed_and_nothing_is_held(
     with pytest.warns(RuntimeWarning, match="recorded afterwards"):
         recorded = weave_replay.record_call(client, None, {}, {}, None, None)  # type: ignore[arg-type]
     assert recorded is False
+
+
+def test_a_held_request_whose_trace_fails_keeps_its_answer(
+    sim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent before weave was ready, a request keeps its answer if its trace cannot be
+    recorded afterwards; a warning says so once, without the error's text (it may hold a key)."""
+    import openai
+    from openai.resources.chat.completions import AsyncCompletions
+
+    from evalflow import early_traces
+    from evalflow.weave_setup import init_weave
+
+    sim.configure(answer_key={"held?": "kept"})
+    client = init_weave("local/held-trace-fails")
+    monkeypatch.setattr(
+        early_traces, "_holding", early_traces._Holding(AsyncCompletions.create.__wrapped__)
+    )  # type: ignore[attr-defined]
+    monkeypatch.setattr(early_traces, "_failed", [])
+
+    def broken(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("the store is gone, sk-held-canary")
+
+    monkeypatch.setattr(replay_patch, "record_call", broken)
+
+    async def ask() -> Any:
+        api = openai.AsyncOpenAI(base_url=sim.base_url, api_key="x", max_retries=0)
+        messages = [{"role": "user", "content": "held?"}]
+        response = await early_traces.create(
+            api.chat.completions, {"evalflow.row_id": "r"}, model="oracle", messages=messages
+        )
+        await api.close()
+        return response
+
+    assert early_traces.holding()
+    assert asyncio.run(ask()).choices[0].message.content == "kept"
+    with pytest.warns(RuntimeWarning, match="could not trace a request") as said:
+        assert early_traces.trace_held(client) == 1
+    assert "sk-held-canary" not in str(said[0].message)
+    assert not early_traces.holding()
