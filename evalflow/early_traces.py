@@ -13,9 +13,9 @@ cannot be recorded keeps its answer; a warning says so once.
 
 Not held (weave first, as before): a W&B project (its key is checked by weave.init before
 anything is sent), a weave already imported in this process (a suite with a Python scorer
-imports it while it is planned), a weave outside the verified
-versions. If weave cannot start, the run stops with that error, its answers in the journal for
-the next run; what was held is not recorded.
+imports it while it is planned), a weave outside the verified versions. If weave cannot
+start, the run stops with that error, its answers in the journal for the next run; what was
+held is not recorded.
 """
 
 from __future__ import annotations
