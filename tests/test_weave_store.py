@@ -138,34 +138,40 @@ def test_an_unknown_leaderboard_names_the_existing_ones(evalflow_home: Path) -> 
         read_leaderboard("TYPO")
 
 
-def test_backfill_on_a_truncated_store_stops_before_sending_anything(
-    prefect_server: str,
-    evalflow_home: Path,
-    sim: SimEndpoint,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def arith_on_sim(tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch) -> SimEndpoint:
+    """A 20-row suite `arith` of one model, oracle, on the simulated endpoint (returned)."""
     rows = questions(20)
     sim.configure(answer_key=answer_key(rows))
     folder = write_suite(tmp_path / "evals", "arith", rows, sim.base_url, {"oracle": {}})
     monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    return sim
+
+
+def _evalflow(prefect_server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The evalflow command, run against the test's Prefect server."""
+    return subprocess.run(
+        [sys.executable, "-m", "evalflow.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        timeout=300,
+    )
+
+
+def test_backfill_on_a_truncated_store_stops_before_sending_anything(
+    prefect_server: str, evalflow_home: Path, arith_on_sim: SimEndpoint
+) -> None:
     project = "local/backfill-truncated"
     _publish_boards(project, ["arith"])
     path = _store(evalflow_home, "backfill-truncated")
     _checkpoint(path)
     with path.open("r+b") as f:
         f.truncate(path.stat().st_size // 4)
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    out = subprocess.run(
-        [sys.executable, "-m", "evalflow.cli", "backfill", "oracle", "--weave-project", project],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    out = _evalflow(prefect_server, "backfill", "oracle", "--weave-project", project)
     assert out.returncode == 1
     assert f"error: Weave store {path}" in out.stderr
-    assert sim.stats()["total"] == 0
+    assert arith_on_sim.stats()["total"] == 0
 
 
 def test_a_failed_write_is_reported_by_flush_weave(evalflow_home: Path) -> None:
@@ -287,38 +293,15 @@ def test_a_leaderboard_that_exists_reads_back(evalflow_home: Path) -> None:
 
 
 def test_a_run_on_an_unusable_store_stops_before_sending_anything(
-    prefect_server: str,
-    evalflow_home: Path,
-    sim: SimEndpoint,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    prefect_server: str, evalflow_home: Path, arith_on_sim: SimEndpoint
 ) -> None:
     """`evalflow run` sends its first rows before weave is imported, but only once the local
     store has been opened and checked: a store that is not a database is one line, nothing sent."""
-    rows = questions(20)
-    sim.configure(answer_key=answer_key(rows))
-    folder = write_suite(tmp_path / "evals", "arith", rows, sim.base_url, {"oracle": {}})
-    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
     path = _store(evalflow_home, "run-unusable")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(64 * 1024))
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "evalflow.cli",
-            "run",
-            "arith",
-            "--weave-project",
-            "local/run-unusable",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    out = _evalflow(prefect_server, "run", "arith", "--weave-project", "local/run-unusable")
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert f"error: Weave store {path}" in out.stderr
-    assert sim.stats()["total"] == 0
+    assert arith_on_sim.stats()["total"] == 0
