@@ -324,6 +324,73 @@ def _flow_in_thread(
     return result
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[Callable[[], None]]:
+    """Python's cyclic garbage collector paused while `evalflow run` imports openai, weave,
+    Prefect and the flow (a sixth of that CPU was the collector walking the new modules, taken
+    from the rows asked meanwhile); the callable given, or the block's end, collects once and
+    resumes it. What is left then (imported and planned) lives until the exit: frozen, no later
+    full collection walks it again (gc.freeze)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    resumed = False
+
+    def resume() -> None:
+        nonlocal resumed
+        if resumed:
+            return
+        resumed = True
+        gc.collect()  # the cycles made meanwhile (none would be freed once frozen)
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+    try:
+        yield resume
+    finally:
+        resume()
+
+
+def _run(
+    request: dict[str, Any], suite: str, verbose: bool, imports_done: Callable[[], None]
+) -> tuple[dict[str, Any], RunPlan, float]:
+    """`evalflow run`'s work: its flow's result, its plan and when its run started (monotonic).
+    `imports_done` is called once everything the flow needs is imported."""
+    from evalflow.early_answers import asking_early
+    from evalflow.preflight import check_endpoints, check_prefect_api
+    from evalflow.run_context import RunWatch, open_run
+    from evalflow.targets import Target
+    from evalflow.temporary_server import ready_server, start_temporary_server
+
+    on_stack = _use_running_stack()
+    server = start_temporary_server()  # first: it starts while this process works
+    if server is None and not on_stack and (api := os.environ.get("PREFECT_API_URL")):
+        check_prefect_api(api)
+    plan = _plan_or_explain(request)
+    request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
+    _quiet_prefect(verbose)
+    prefect_starting = _start_prefect_early() if server is None else None
+    check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
+    weave_later = _weave_later(plan.parameters.weave_project)
+    # The run's id is held from here, and its rows asked while weave and Prefect get ready;
+    # the flow runs this plan in this run, and its tasks take the answers.
+    started = time.monotonic()
+    with open_run(plan) as run, asking_early(plan, run) as early:
+        early.wait_sending()
+        if weave_later:
+            _start_weave(plan.parameters.weave_project)
+        watcher = RunWatch(run=run, opened=run, plan=plan)
+        make_flows_importable()
+        from flows.evaluate import evaluate
+
+        imports_done()
+        if prefect_starting is not None:
+            prefect_starting.join()
+        api_url = ready_server(server).api_url if server is not None else None
+        result = _flow_in_thread(lambda: evaluate(**request), watcher, api_url)
+    return result, plan, started
+
+
 @app.command("run")
 def run(
     suite: Annotated[str, typer.Argument(help="suite name (evals/<name>.yaml) or a YAML path")],
@@ -367,12 +434,6 @@ def run(
     verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
 ) -> None:
     """Evaluate models on a suite, print the run's figures, publish the leaderboard."""
-    from evalflow.early_answers import asking_early
-    from evalflow.preflight import check_endpoints, check_prefect_api
-    from evalflow.run_context import RunWatch, open_run
-    from evalflow.targets import Target
-    from evalflow.temporary_server import ready_server, start_temporary_server
-
     request: dict[str, Any] = {
         "suite": suite,
         "models": model or None,
@@ -391,36 +452,8 @@ def run(
         "epochs": epochs,
     }
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # the rows are asked while Prefect is imported
-    on_stack = _use_running_stack()
-    server = start_temporary_server()  # first: it starts while this process works
-    if server is None and not on_stack and (api := os.environ.get("PREFECT_API_URL")):
-        check_prefect_api(api)
-    plan = _plan_or_explain(request)
-    request["suite"] = plan.suite.name if suite.endswith((".yaml", ".yml")) else suite
-    _quiet_prefect(verbose)
-    prefect_starting = _start_prefect_early() if server is None else None
-    check_endpoints([Target.of(s, None) for s in plan.endpoint_specs if s.endpoint != "local"])
-    weave_later = _weave_later(plan.parameters.weave_project)
-    # What is imported and planned lives until the exit: the collector need not walk it again
-    # on every full collection while rows are answered (gc.freeze; again after the flow's
-    # imports below).
-    gc.freeze()
-    # The run's id is held from here, and its rows asked while weave and Prefect get ready;
-    # the flow runs this plan in this run, and its tasks take the answers.
-    started = time.monotonic()
-    with open_run(plan) as run, asking_early(plan, run) as early:
-        early.wait_sending()
-        if weave_later:
-            _start_weave(plan.parameters.weave_project)
-        watcher = RunWatch(run=run, opened=run, plan=plan)
-        make_flows_importable()
-        from flows.evaluate import evaluate
-
-        gc.freeze()
-        if prefect_starting is not None:
-            prefect_starting.join()
-        api_url = ready_server(server).api_url if server is not None else None
-        result = _flow_in_thread(lambda: evaluate(**request), watcher, api_url)
+    with _collector_paused() as imports_done:
+        result, plan, started = _run(request, suite, verbose, imports_done)
     from evalflow.tables import text
 
     typer.echo(f"run {result['run_id']} finished in {time.monotonic() - started:.1f} s")
