@@ -6,8 +6,8 @@ has imported prefect, weave and the flow; its start (uvicorn and Prefect's serve
 waited for, on top. Started first, as a child process running Prefect's own command
 (evalflow/patches/prefect.py, for the verified Prefect versions), it gets ready on the other
 core while this process imports, plans, checks the endpoints and asks the first rows; its
-imports run at idle priority in this command's session, so that they take only the CPU the
-run leaves (evalflow/idle_start.py). The flow is then run inside
+imports run at a low priority (nice +10) in this command's session, so that they take less of
+the CPU the run wants (evalflow/idle_start.py). The flow is then run inside
 `prefect.settings.temporary_settings` pointing at it; the server is asked to stop when the
 command ends, after Prefect's own exit handlers have sent the run's last logs and events to it,
 and finishes its shutdown by itself (it persists those events) while the command returns.
@@ -134,7 +134,7 @@ def _launch() -> TemporaryServer | None:
             *(APP_FACTORY.partition(":")[0], *command),
         ],
         env={**SERVER_SETTINGS, **skip},
-        own_session=False,  # idle priority yields only within the session
+        own_session=False,  # a nice value weighs only within the session
         lifeline=True,  # it stops when this process ends, gracefully
     )
     return TemporaryServer(process, f"http://127.0.0.1:{port}/api", migrated=not skip)
