@@ -58,7 +58,7 @@ class _Holding:
 
 
 _holding: _Holding | None = None
-_failed: list[str] = []  # the first failure to record a held request
+_said_failed = False  # a failure to record a held request was warned of
 
 
 def _record(client: Any, sent: _Sent) -> None:
@@ -78,8 +78,9 @@ def _record(client: Any, sent: _Sent) -> None:
             sent.exception,
         )
     except Exception as exc:
-        if not _failed:
-            _failed.append(type(exc).__name__)
+        global _said_failed
+        if not _said_failed:
+            _said_failed = True
             warnings.warn(
                 f"evalflow could not trace a request sent before weave was ready "
                 f"({type(exc).__name__}); its answer is kept",

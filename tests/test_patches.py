@@ -812,7 +812,7 @@ def test_a_held_request_whose_trace_fails_keeps_its_answer(
     monkeypatch.setattr(
         early_traces, "_holding", early_traces._Holding(AsyncCompletions.create.__wrapped__)
     )  # type: ignore[attr-defined]
-    monkeypatch.setattr(early_traces, "_failed", [])
+    monkeypatch.setattr(early_traces, "_said_failed", False)
 
     def broken(*args: Any, **kwargs: Any) -> bool:
         raise RuntimeError("the store is gone, sk-held-canary")
