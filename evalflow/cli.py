@@ -328,9 +328,11 @@ def _flow_in_thread(
 def _collector_paused() -> Iterator[Callable[[], None]]:
     """Python's cyclic garbage collector paused while `evalflow run` imports openai, weave,
     Prefect and the flow (a sixth of that CPU was the collector walking the new modules, taken
-    from the rows asked meanwhile); the callable given, or the block's end, collects once and
-    resumes it. What is left then (imported and planned) lives until the exit: frozen, no later
-    full collection walks it again (gc.freeze)."""
+    from the rows asked meanwhile); the callable given, or the block's end, resumes it. What
+    lives then (imported and planned) lives until the exit: frozen, no later full collection
+    walks it again (gc.freeze). It is frozen uncollected: the cycles made meanwhile (about
+    30,000 objects, 10 MB at 1,000 rows) are kept, as a full collection of everything imported
+    took 0.3-0.4 s of CPU, taken from the rows then in flight."""
     was_enabled = gc.isenabled()
     gc.disable()
     resumed = False
@@ -340,7 +342,6 @@ def _collector_paused() -> Iterator[Callable[[], None]]:
         if resumed:
             return
         resumed = True
-        gc.collect()  # the cycles made meanwhile (none would be freed once frozen)
         gc.freeze()
         if was_enabled:
             gc.enable()

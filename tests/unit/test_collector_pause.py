@@ -1,5 +1,6 @@
 """`evalflow run` pauses Python's cyclic garbage collector while it imports (evalflow/cli.py):
-it must come back on however the command ends, and free what was made meanwhile."""
+it must come back on however the command ends, and leave what lives then out of every later
+collection (frozen, not walked again)."""
 
 from __future__ import annotations
 
@@ -24,16 +25,24 @@ def _unfrozen() -> Iterator[None]:
     gc.enable()
 
 
-def test_the_collector_is_paused_then_frees_what_was_made_meanwhile() -> None:
+def test_the_collector_is_paused_then_resumes_with_what_lives_frozen() -> None:
     with _collector_paused() as imports_done:
         assert not gc.isenabled()
         node = weakref.ref(_Node())
+        for _ in range(10 * gc.get_threshold()[0]):
+            _Node()  # past the threshold at which a running collector would collect
         assert node() is not None  # no collection while paused
         imports_done()
         assert gc.isenabled()
-        assert node() is None  # collected once, not frozen for the rest of the run
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        made_after = weakref.ref(_Node())
+        gc.collect()
+        assert node() is not None  # frozen uncollected: no walk of what lived at the resume
+        assert made_after() is None  # the collector works again for what comes next
         imports_done()  # a second call changes nothing
         assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen
     assert gc.isenabled()
 
 
