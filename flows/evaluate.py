@@ -12,6 +12,7 @@ from pydantic import Field
 
 from evalflow.config import ModelName, SuiteName
 from evalflow.forms import form_help
+from evalflow.patches.prefect_parameters import plain_parameters
 from evalflow.plan import CHUNK_WORKERS, RunRequest, reachable
 from evalflow.run_context import open_run
 from evalflow.spool import open_spool
@@ -110,3 +111,6 @@ def evaluate(
         "leaderboard": board,
         "summary": summary.to_dict("records"),
     }
+
+
+plain_parameters(evaluate)  # its parameters are recorded without importing FastAPI

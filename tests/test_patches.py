@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from evalflow.patches import _gate
 from evalflow.patches import llama_cpp as llama_patch
 from evalflow.patches import openai as openai_patch
 from evalflow.patches import openai_transport as transport_patch
+from evalflow.patches import prefect_parameters as parameters_patch
 from evalflow.patches import weave as weave_patch
 from evalflow.patches import weave_plain as plain_patch
 from evalflow.patches import weave_replay as replay_patch
@@ -43,6 +45,7 @@ def fresh_installs() -> Iterator[None]:
         table_patch._problems,
         plain_patch._problems,
         replay_patch._problems,
+        parameters_patch._problems,
     )
     for install in installs:
         install.cache_clear()
@@ -643,6 +646,77 @@ def test_prefect_renamed_registry_is_noticed_and_nothing_read(
     ]
     with pytest.warns(RuntimeWarning, match="temporary servers"):
         assert prefect_patch.temporary_servers() == []
+
+
+def _a_flow() -> Any:
+    from prefect import flow
+
+    @flow(name="parameters")
+    def parameters(**kwargs: Any) -> None:
+        return None
+
+    return parameters
+
+
+PLAIN_PARAMETERS: dict[str, Any] = {
+    "suite": "qa-basics",
+    "models": ["gemma-3-270m", "other"],
+    "limit": None,
+    "chunk_size": 200,
+    "max_error_fraction": 0.1,
+    "fresh": False,
+    "nested": {"pair": (1, 2.5), "deep": [{"a": None}]},
+}
+
+
+def test_prefect_parameters_are_as_verified_and_plain_ones_are_recorded_alike(
+    fresh_installs: None,
+) -> None:
+    import datetime
+
+    assert version_problem(parameters_patch.DISTRIBUTION, parameters_patch.VERIFIED) is None
+    assert parameters_patch.drift() == []
+    ours, prefects = _a_flow(), _a_flow()
+    assert parameters_patch.plain_parameters(ours)
+    assert ours.serialize_parameters(PLAIN_PARAMETERS) == prefects.serialize_parameters(
+        PLAIN_PARAMETERS
+    )
+    not_plain = {**PLAIN_PARAMETERS, "when": datetime.date(2026, 11, 27), "one": {1: "a"}}
+    assert ours.serialize_parameters(not_plain) == prefects.serialize_parameters(not_plain)
+    assert ours.serialize_parameters(not_plain)["when"] == "2026-11-27"  # Prefect's encoder
+
+
+def test_the_evaluate_flow_records_its_parameters_without_importing_fastapi() -> None:
+    """What the patch is for: `evalflow run`'s flow run does not import FastAPI for them."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from flows.evaluate import evaluate\n"
+        f"recorded = evaluate.serialize_parameters({PLAIN_PARAMETERS!r})\n"
+        "print(sorted(recorded), 'fastapi.encoders' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.stdout.split()[-1] == "False", done.stdout + done.stderr
+    assert "suite" in done.stdout
+
+
+def test_prefect_parameters_drift_is_noticed_and_prefects_method_kept(
+    monkeypatch: pytest.MonkeyPatch, fresh_installs: None
+) -> None:
+    monkeypatch.setattr(parameters_patch, "VERIFIED_SOURCE", "0" * 16)
+    assert parameters_patch.drift() == ["prefect's Flow.serialize_parameters changed"]
+    flow = _a_flow()
+    with pytest.warns(RuntimeWarning, match="FastAPI"):
+        assert not parameters_patch.plain_parameters(flow)
+    assert "serialize_parameters" not in vars(flow)  # Prefect's own method
 
 
 def test_the_temporary_server_command_is_prefects_own(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,13 @@ prefect.temporary_servers (prefect >=3.9,<3.10; a read, nothing is changed)
     Reads `SubprocessASGIServer._instances` in `prefect.server.api.server` to stop prefect's
     temporary API servers when a stop signal ends evalflow (evalflow/endpoints/shutdown.py).
     Otherwise: prefect's own exit handlers stop them.
+prefect_parameters.plain_parameters (prefect >=3.9,<3.10; the source of
+    `Flow.serialize_parameters` is compared with the verified one)
+    Gives the `evaluate` flow object (only it: an attribute of that instance) a
+    `serialize_parameters` that, when every parameter is plain JSON (exactly dict with string
+    keys, list, tuple, str, int, float, bool, None), returns a copy of them (tuples as lists),
+    as FastAPI's `jsonable_encoder` does, without importing FastAPI for it (0.16 s of CPU in
+    `evalflow run`'s flow run). Otherwise: Prefect's own method, FastAPI's encoder.
 prefect.temporary_server_command (prefect >=3.9,<3.10; a read, nothing is changed)
     The command and settings with which `SubprocessASGIServer._run_uvicorn_command` starts
     prefect's temporary API server (uvicorn over `prefect.server.api.server:create_app`, UI

@@ -40,9 +40,11 @@ def test_the_collector_is_paused_then_resumes_with_what_lives_frozen() -> None:
         gc.collect()
         assert node() is not None  # frozen uncollected: no walk of what lived at the resume
         assert made_after() is None  # the collector works again for what comes next
-        imports_done()  # a second call changes nothing
+        kept = [_Node() for _ in range(100)]
+        imports_done()  # a second call changes nothing: what lives now is not frozen
         assert gc.isenabled()
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() <= frozen
+        assert len(kept) == 100
     assert gc.isenabled()
 
 
