@@ -332,7 +332,7 @@ def _collector_paused() -> Iterator[Callable[[], None]]:
     lives then (imported and planned) lives until the exit: frozen, no later full collection
     walks it again (gc.freeze). It is frozen uncollected: the cycles made meanwhile (about
     30,000 objects, 10 MB at 1,000 rows) are kept, as a full collection of everything imported
-    took 0.3-0.4 s of CPU, taken from the rows then in flight."""
+    took 0.25-0.43 s of CPU, taken from the rows then in flight."""
     was_enabled = gc.isenabled()
     gc.disable()
     resumed = False
