@@ -3,8 +3,11 @@ of the upstream internals it relies on, and a one-time warning when it stands as
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import inspect
 import warnings
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -23,6 +26,12 @@ def version_problem(distribution: str, verified: str) -> str | None:
     except InvalidVersion:
         inside = False
     return None if inside else f"{distribution} {installed} is not in the verified {verified}"
+
+
+def source_digest(function: Any) -> str:
+    """sha256 (16 hex digits) of `function`'s source: what a patch compares with the source it
+    was verified against, so that any upstream change makes it stand aside."""
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
 
 
 def stand_aside(patch: str, problems: list[str]) -> None:

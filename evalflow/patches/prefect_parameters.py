@@ -4,7 +4,8 @@ Prefect records a flow run's parameters through `Flow.serialize_parameters`, whi
 value through FastAPI's `jsonable_encoder`, imported for it at the first flow run: 0.16 s of
 CPU in `evalflow run`, taken from the rows then in flight. For a value made only of exactly
 dict (string keys), list, tuple, str, int, float, bool and None, that encoder gives a copy
-with the same leaves (tuples as lists), which `plain_copy` gives directly. `plain_parameters`
+with the same leaves (tuples as lists), which `plain_copy` gives directly (for the whole
+parameters dict at once: not a dict when any value is not plain). `plain_parameters`
 makes one flow serialize its parameters so when every value is plain, and through Prefect's
 own method otherwise (any other value, a method's bound instance).
 
@@ -17,12 +18,10 @@ stand aside).
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 from typing import Any
 
-from evalflow.patches._gate import stand_aside, version_problem
-from evalflow.patches.weave_plain import is_plain, plain_copy
+from evalflow.patches._gate import source_digest, stand_aside, version_problem
+from evalflow.patches.weave_plain import plain_copy
 
 DISTRIBUTION = "prefect"
 VERIFIED = ">=3.9,<3.10"
@@ -31,21 +30,14 @@ PATCH = "prefect: a flow's plain parameters recorded without FastAPI's encoder"
 VERIFIED_SOURCE = "bc3f3b9d6a4f8204"
 
 
-def _source_digest() -> str | None:
+def drift() -> list[str]:
+    """What differs upstream from what the patch was verified against (empty: nothing)."""
     from prefect.flows import Flow
 
     method = getattr(Flow, "serialize_parameters", None)
     if method is None:
-        return None
-    return hashlib.sha256(inspect.getsource(method).encode()).hexdigest()[:16]
-
-
-def drift() -> list[str]:
-    """What differs upstream from what the patch was verified against (empty: nothing)."""
-    digest = _source_digest()
-    if digest is None:
         return ["prefect's Flow.serialize_parameters is gone"]
-    if digest != VERIFIED_SOURCE:
+    if source_digest(method) != VERIFIED_SOURCE:
         return ["prefect's Flow.serialize_parameters changed"]
     return []
 
@@ -66,9 +58,8 @@ def plain_parameters(flow: Any) -> bool:
     own = flow.serialize_parameters
 
     def serialize_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-        if all(is_plain(value) for value in parameters.values()):
-            return {key: plain_copy(value) for key, value in parameters.items()}
-        return own(parameters)
+        copied = plain_copy(parameters)  # one walk: a dict when every value is plain
+        return copied if isinstance(copied, dict) else own(parameters)
 
     flow.serialize_parameters = serialize_parameters
     return True

@@ -19,11 +19,9 @@ compared with what was verified: any upstream change makes the patch stand aside
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 from typing import Any
 
-from evalflow.patches._gate import stand_aside, version_problem
+from evalflow.patches._gate import source_digest, stand_aside, version_problem
 
 DISTRIBUTION = "weave"
 VERIFIED = ">=0.54,<0.55"
@@ -104,10 +102,6 @@ def _original(value: Any) -> Any:
     return getattr(value, "__weave_plain_original__", value)
 
 
-def _source_digest(function: Any) -> str:
-    return hashlib.sha256(inspect.getsource(_original(function)).encode()).hexdigest()[:16]
-
-
 def drift() -> list[str]:
     """What differs upstream from what the fast path was verified against (empty: nothing)."""
     modules = _modules()
@@ -118,7 +112,7 @@ def drift() -> list[str]:
             found = found.get(part) if isinstance(found, dict) else getattr(found, part, None)
         if found is None:
             problems.append(f"weave's {name} is gone")
-        elif _source_digest(found) != expected:
+        elif source_digest(_original(found)) != expected:
             problems.append(f"weave's {name} changed")
     encoders = tuple(e.__name__ for e in getattr(modules["serialize"], "_ENCODERS", []))
     if encoders[: len(ENCODERS_FIRST)] != ENCODERS_FIRST:
