@@ -15,7 +15,6 @@ ties and losses, and the rows whose score changed (for true/false scores, the fl
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from evalflow.errors import ConfigError, RunNotFoundError
+from evalflow.parquet import read_frame
 from evalflow.runs import run_path
 from evalflow.stats import compare_paired, holm_adjusted
 from evalflow.storage import read_bytes
@@ -65,7 +65,7 @@ def _run_files(run_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
             f"run {run_id}: no saved results in {folder} (did it finish? `evalflow run` "
             f"prints the run id of each run)"
         ) from None
-    return json.loads(summary), pd.read_parquet(io.BytesIO(results))
+    return json.loads(summary), read_frame(results)
 
 
 def load_side(run_id: str, model: str) -> Side:

@@ -19,6 +19,7 @@ from typing import Any
 from evalflow.choices import LETTERS, letter, render_choices, shuffled_order, target_index
 from evalflow.config import DatasetSpec
 from evalflow.errors import DatasetError
+from evalflow.parquet import read_frame
 
 MAX_FIELD_BYTES = 1_000_000  # a field larger than this is a mistake, not a question
 MAX_LISTED = 10
@@ -97,10 +98,8 @@ def _csv_records(data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
 
 
 def _parquet_records(name: str, data: bytes) -> Iterator[tuple[str, dict[str, Any] | str]]:
-    import pandas as pd
-
     try:
-        frame = pd.read_parquet(io.BytesIO(data))
+        frame = read_frame(data)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"dataset {name}: not a readable Parquet file ({exc})") from None
     for i, record in enumerate(frame.to_dict("records"), start=1):

@@ -25,6 +25,7 @@ import pandas as pd
 from evalflow.config import ModelSpec, Suite
 from evalflow.dataset import Row
 from evalflow.errors import HistoryError
+from evalflow.parquet import read_frame
 from evalflow.runs import json_sha256, safe_name, write_atomic
 from evalflow.storage import Location, history_root, listing, make_folder, read_all
 
@@ -140,7 +141,7 @@ def read_history(suite: str, model: str | None = None) -> pd.DataFrame:
     frames = []
     for path in (str(entry.where) for entry in found):
         try:
-            frames.append(pd.read_parquet(io.BytesIO(data[path])))
+            frames.append(read_frame(data[path]))
         except Exception as exc:  # a damaged record: say which, never skip it silently
             raise HistoryError(
                 f"{path}: cannot read this history record ({type(exc).__name__}: {exc}); "

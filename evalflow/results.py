@@ -19,6 +19,7 @@ from evalflow.config import ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import RunNotFoundError
 from evalflow.inference import Answer
+from evalflow.parquet import read_frame
 from evalflow.runs import run_dir, run_path, write_atomic
 from evalflow.storage import Location, read_bytes, write_built
 
@@ -193,7 +194,7 @@ def failed_rows(run_id: str, wrong: bool = True) -> list[dict[str, Any]]:
     marked wrong (which scorers), with input, target and output."""
     path = run_path(run_id) / "results.parquet"
     try:
-        frame = pd.read_parquet(io.BytesIO(read_bytes(path)))
+        frame = read_frame(read_bytes(path))
     except FileNotFoundError:
         raise RunNotFoundError(
             f"run {run_id}: no results in {path.parent} (did it finish?)"
