@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -383,6 +384,34 @@ def test_the_temporary_servers_database_is_migrated_once(
         conn.commit()
     monkeypatch.setenv("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "true")  # the user's choice
     assert migration_settings(url) == {}
+
+
+@pytest.mark.slow
+def test_a_flow_whose_temporary_server_lost_its_port_runs_on_the_one_started_again(
+    stopped_run: StoppedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port chosen for the temporary server can be taken before the server binds it: it
+    exits, evalflow starts it again on another port, and the flow runs with Prefect's client
+    on that one, not on the URL prepared while the first was starting."""
+    from prefect.settings import PREFECT_API_URL
+
+    from evalflow import temporary_server
+    from evalflow.cli import _call_when_ready
+    from evalflow.home import DATABASE_URL_VAR
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv(DATABASE_URL_VAR, temporary_server_database_url(stopped_run.home))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        monkeypatch.setattr(temporary_server, "free_port", lambda: next(ports, None) or free_port())
+        first = temporary_server.start_temporary_server()
+        assert first is not None
+        seen = _call_when_ready(lambda: {"api": str(PREFECT_API_URL.value())}, first)
+    assert first.process.proc.returncode == temporary_server.PORT_TAKEN
+    assert seen["api"] != first.api_url
+    assert httpx.get(f"{seen['api']}/health", timeout=10).json() is True
 
 
 @pytest.mark.slow
