@@ -85,6 +85,28 @@ def stats(values: list[bool | float]) -> dict[str, float | int]:
     return {"mean": mean, "stderr": math.sqrt(var / n), "count": n}
 
 
+def _check(
+    kind: str,
+    tolerance: float,
+    pattern: str | None,
+    target: Any,
+    output: str,
+    choices: tuple[str, ...] = (),
+) -> bool:
+    """A built-in scorer's check of one answer."""
+    if kind == "choice":
+        # Without the row's choices (weave's own scoring path), a letter is still read.
+        picked = extract_choice(output, choices or tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        return picked is not None and picked == str(target).strip().upper()
+    if kind == "exact_match":
+        return exact_match_value(target, output)
+    if kind == "normalized_contains":
+        return contains_value(target, output)
+    if kind == "numeric_match":
+        return numeric_value(target, output, tolerance)
+    return re.search(pattern or "", output) is not None
+
+
 class RowScorer(weave.Scorer):
     """A built-in scorer. A row with no output (an infrastructure error) gets no score and
     stays out of the mean, its standard error and its count; `excluded` counts such rows."""
@@ -93,18 +115,13 @@ class RowScorer(weave.Scorer):
     tolerance: float = 0.0
     pattern: str | None = None
 
+    def checker(self) -> Callable[[Any, str, tuple[str, ...]], bool]:
+        """`check` with the scorer's fields read once, for many rows: a read of a weave
+        object's field costs about 16 us (weave's attribute access), the check itself 0.2 us."""
+        return functools.partial(_check, self.kind, self.tolerance, self.pattern)
+
     def check(self, target: Any, output: str, choices: tuple[str, ...] = ()) -> bool:
-        if self.kind == "choice":
-            # Without the row's choices (weave's own scoring path), a letter is still read.
-            picked = extract_choice(output, choices or tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-            return picked is not None and picked == str(target).strip().upper()
-        if self.kind == "exact_match":
-            return exact_match_value(target, output)
-        if self.kind == "normalized_contains":
-            return contains_value(target, output)
-        if self.kind == "numeric_match":
-            return numeric_value(target, output, self.tolerance)
-        return re.search(self.pattern or "", output) is not None
+        return self.checker()(target, output, choices)
 
     @weave.op
     def score(self, *, output: Any, target: Any) -> dict[str, bool | None]:  # type: ignore[override]
@@ -426,8 +443,9 @@ def score_rows(
     for spec in suite.scorers:
         scorer = make_scorer(spec)
         if isinstance(scorer, RowScorer):
+            check = scorer.checker()
             checks = [
-                None if out is None else scorer.check(target, out, by_id[str(r)].choices)
+                None if out is None else check(target, out, by_id[str(r)].choices)
                 for target, out, r in zip(frame["target"], outputs, frame["row_id"], strict=True)
             ]
             frame[SCORE_PREFIX + spec.label] = pd.Series(checks, index=frame.index, dtype=object)
