@@ -5,9 +5,9 @@ Prefect server. Prefect starts one when the flow first calls its client, that is
 has imported prefect, weave and the flow; its start (uvicorn and Prefect's server app) was then
 waited for, on top. Started first, as a child process running Prefect's own command
 (evalflow/patches/prefect.py, for the verified Prefect versions), it gets ready on the other
-core while this process imports, plans, checks the endpoints and asks the first rows; its
-imports run at a low priority (nice +10) in this command's session, so that they take less of
-the CPU the run wants (evalflow/idle_start.py). The flow is then run inside
+core while this process imports, plans, checks the endpoints and asks the first rows (at the
+command's own CPU priority: a lower one only made it ready later, evalflow/lifeline.py). The
+flow is then run inside
 `prefect.settings.temporary_settings` pointing at it; the server is asked to stop when the
 command ends, after Prefect's own exit handlers have sent the run's last logs and events to it,
 and finishes its shutdown by itself (it persists those events) while the command returns.
@@ -27,7 +27,6 @@ from pathlib import Path
 from evalflow.endpoints.process import ServerProcess, answers, free_port
 from evalflow.errors import EndpointError
 from evalflow.home import DATABASE_URL_VAR
-from evalflow.idle_start import LIFELINE
 
 STARTUP_TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 PORT_TAKEN = 3  # uvicorn's exit code when its port is taken meanwhile
@@ -114,12 +113,12 @@ class TemporaryServer:
     def stop(self) -> None:
         """Ask it to stop and go on: its graceful shutdown (the run's last events persisted,
         then uvicorn's 0.1 s ticks) finishes by itself; it is ended GRACE_S after this
-        process at the latest (its lifeline, evalflow/idle_start.py)."""
+        process at the latest (its lifeline, evalflow/lifeline.py)."""
         self.process.stop(timeout=GRACE_S, wait=False)
 
 
 def _launch() -> TemporaryServer | None:
-    from evalflow.patches.prefect import APP_FACTORY, SERVER_SETTINGS, temporary_server_command
+    from evalflow.patches.prefect import SERVER_SETTINGS, temporary_server_command
 
     port = free_port()
     command = temporary_server_command(port)
@@ -128,13 +127,9 @@ def _launch() -> TemporaryServer | None:
     skip = migration_settings(os.environ.get(DATABASE_URL_VAR))
     process = ServerProcess(
         "Prefect's temporary server",
-        # Its imports yield the CPU to this run (evalflow/idle_start.py).
-        [
-            *("-m", "evalflow.idle_start", LIFELINE, str(GRACE_S)),
-            *(APP_FACTORY.partition(":")[0], *command),
-        ],
+        ["-m", "evalflow.lifeline", str(GRACE_S), *command],
         env={**SERVER_SETTINGS, **skip},
-        own_session=False,  # a nice value weighs only within the session
+        own_session=False,  # its threads and the run's share the session's CPU, as measured
         lifeline=True,  # it stops when this process ends, gracefully
     )
     return TemporaryServer(process, f"http://127.0.0.1:{port}/api", migrated=not skip)

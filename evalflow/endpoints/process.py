@@ -80,10 +80,10 @@ class ServerProcess:
     evalflow, which stops it in order. It also leads a session of its own unless
     `own_session` is false. Linux's scheduler (autogroup, on by default) gives each session
     an equal share of the CPU: a child that only helps this command (Prefect's temporary
-    server) stays in the command's session, and its low-priority start yields to the command.
+    server) stays in the command's session, its threads sharing the command's share.
 
     With `lifeline`, the child's stdin is a pipe this process holds, closed by the kernel when
-    this process ends: a child that watches it (evalflow/idle_start.py, --until-stdin-closes)
+    this process ends: a child that watches it (python -m evalflow.lifeline GRACE_S -m ...)
     stops by itself then, gracefully, instead of the kernel's SIGKILL of die_with_parent; and
     `stop(wait=False)` may leave it to finish its shutdown after this process is gone.
     """

@@ -1,6 +1,6 @@
-"""evalflow.idle_start: the module named first is imported at a low CPU priority (nice +10),
-then the server module runs as `python -m` would run it, at normal priority (Prefect's
-temporary server's imports give way to the run that started it)."""
+"""evalflow.lifeline: the server module runs as `python -m` would run it, at the command's own
+CPU priority, and is stopped (SIGTERM, then ended after its grace) when its starter lets go of
+its stdin."""
 
 from __future__ import annotations
 
@@ -13,18 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-PROBE = """
-import os, threading
-PROBED = {"nice": os.getpriority(os.PRIO_PROCESS, 0), "thread": threading.current_thread().name}
-"""
 SERVE = """
 import json, os, sys
-probe = sys.modules.get("probe")
-print(json.dumps({
-    "argv": sys.argv[1:],
-    "probe": probe.PROBED if probe else None,
-    "nice": os.getpriority(os.PRIO_PROCESS, 0),
-}))
+print(json.dumps({"argv": sys.argv[1:], "nice": os.getpriority(os.PRIO_PROCESS, 0)}))
 """
 
 
@@ -42,48 +33,43 @@ time.sleep(60)
 
 def with_modules(tmp_path: Path) -> dict[str, str]:
     """The test's modules written to tmp_path; an environment that imports them."""
-    (tmp_path / "probe.py").write_text(PROBE)
     (tmp_path / "serve.py").write_text(SERVE)
     (tmp_path / "linger.py").write_text(LINGER)
-    (tmp_path / "broken.py").write_text("raise ImportError('broken on purpose')\n")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
 
 
-def run_idle_start(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evalflow.idle_start", *args],
+def run_lifeline(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run to its end with its stdin held open (as its starter holds it)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "evalflow.lifeline", *args],
         env=with_modules(tmp_path),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-    )
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = proc.stdout.read(), proc.stderr.read()
+        code = proc.wait(timeout=60)
+    return subprocess.CompletedProcess(proc.args, code, out, err)
 
 
-def test_the_import_runs_at_a_low_priority_and_the_server_at_normal(tmp_path: Path) -> None:
-    ours = os.getpriority(os.PRIO_PROCESS, 0)
-    done = run_idle_start(tmp_path, "probe", "-m", "serve", "--port", "8123")
+def test_the_server_runs_as_python_m_would_at_the_commands_priority(tmp_path: Path) -> None:
+    done = run_lifeline(tmp_path, "1.5", "-m", "serve", "--port", "8123")
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    assert seen["argv"] == ["--port", "8123"]
-    assert seen["probe"] == {"nice": min(ours + 10, 19), "thread": "idle-imports"}
-    assert seen["nice"] == ours
-
-
-def test_an_import_that_fails_is_left_to_the_server(tmp_path: Path) -> None:
-    done = run_idle_start(tmp_path, "broken", "-m", "serve")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["argv"] == []
+    assert seen == {"argv": ["--port", "8123"], "nice": os.getpriority(os.PRIO_PROCESS, 0)}
 
 
 def test_a_command_without_a_module_to_run_says_how_to_call_it(tmp_path: Path) -> None:
-    done = run_idle_start(tmp_path, "probe", "serve")
+    done = run_lifeline(tmp_path, "1.5", "serve")
     assert done.returncode == 1
-    assert "IMPORT -m MODULE" in done.stderr
+    assert "GRACE_S -m MODULE" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def start_with_lifeline(tmp_path: Path, *serve_args: str) -> subprocess.Popen[str]:
-    command = ["-m", "evalflow.idle_start", "--until-stdin-closes", "1.5", "probe", "-m"]
+    command = ["-m", "evalflow.lifeline", "1.5", "-m"]
     server = subprocess.Popen(
         [sys.executable, *command, "linger", *serve_args],
         env=with_modules(tmp_path),
@@ -119,7 +105,7 @@ def test_a_server_that_ignores_the_stop_ends_after_its_grace(tmp_path: Path) -> 
 
 
 def test_a_lifeline_without_its_grace_says_how_to_call_it(tmp_path: Path) -> None:
-    done = run_idle_start(tmp_path, "--until-stdin-closes", "soon", "probe", "-m", "serve")
+    done = run_lifeline(tmp_path, "soon", "-m", "serve")
     assert done.returncode == 1
-    assert "usage: python -m evalflow.idle_start [--until-stdin-closes GRACE_S]" in done.stderr
+    assert "usage: python -m evalflow.lifeline GRACE_S -m MODULE" in done.stderr
     assert "Traceback" not in done.stderr
