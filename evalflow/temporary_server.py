@@ -7,10 +7,10 @@ waited for, on top. Started first, as a child process running Prefect's own comm
 (evalflow/patches/prefect.py, for the verified Prefect versions), it gets ready on the other
 core while this process imports, plans, checks the endpoints and asks the first rows (at the
 command's own CPU priority: a lower one only made it ready later, evalflow/lifeline.py). The
-flow is then run inside
-`prefect.settings.temporary_settings` pointing at it; the server is asked to stop when the
-command ends, after Prefect's own exit handlers have sent the run's last logs and events to it,
-and finishes its shutdown by itself (it persists those events) while the command returns.
+flow is then run inside `prefect.settings.temporary_settings` pointing at it (made while the
+server gets ready); the server is asked to stop when the command ends, after Prefect's own exit
+handlers have sent the run's last logs and events to it, and finishes its shutdown by itself
+(it persists those events) while the command returns.
 """
 
 from __future__ import annotations
