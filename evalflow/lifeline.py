@@ -10,11 +10,11 @@ server behind either.
 
 The server runs at the command's own CPU priority. Its imports ran at a lower one before (nice
 +10, and SCHED_IDLE before that) to leave the CPU to the run's rows; measured again once the
-client's CPU per row had come down, the lower priority only made the server ready later (0.5 to
-2.7 s on this 2-core machine), which put the flow's start after the last answer, with no faster
-loop: 1,000 rows, six runs of each in turn, median whole command 9.82 -> 9.61 s on the
-simulated endpoint and 10.61 -> 10.45 s on the plain one (and 1-1.5 s less in three of three
-runs on a busy machine).
+client's CPU per row had come down, the lower priority made the server ready later (in 9 of 12
+pairs of runs, by a median of 1.05 s on this 2-core machine), which could put the flow's start
+after the last answer, and the loop was no faster: 1,000 rows, six runs of each in turn, median
+whole command 9.82 -> 9.61 s on the simulated endpoint and 10.61 -> 10.45 s on the plain one
+(0.8-1.5 s less in three of three pairs while the machine was busy).
 """
 
 from __future__ import annotations
