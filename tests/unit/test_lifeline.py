@@ -38,16 +38,22 @@ def with_modules(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
 
 
-def run_lifeline(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command run to its end with its stdin held open (as its starter holds it)."""
-    with subprocess.Popen(
+def lifeline(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    """`python -m evalflow.lifeline ARGS...`, its stdin a pipe held open (as its starter holds
+    it), its output piped."""
+    return subprocess.Popen(
         [sys.executable, "-m", "evalflow.lifeline", *args],
         env=with_modules(tmp_path),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    ) as proc:
+    )
+
+
+def run_lifeline(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run to its end with its stdin held open."""
+    with lifeline(tmp_path, *args) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         out, err = proc.stdout.read(), proc.stderr.read()
         code = proc.wait(timeout=60)
@@ -69,14 +75,7 @@ def test_a_command_without_a_module_to_run_says_how_to_call_it(tmp_path: Path) -
 
 
 def start_with_lifeline(tmp_path: Path, *serve_args: str) -> subprocess.Popen[str]:
-    command = ["-m", "evalflow.lifeline", "1.5", "-m"]
-    server = subprocess.Popen(
-        [sys.executable, *command, "linger", *serve_args],
-        env=with_modules(tmp_path),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = lifeline(tmp_path, "1.5", "-m", "linger", *serve_args)
     assert server.stdout is not None and server.stdout.readline() == "serving\n"
     return server
 
