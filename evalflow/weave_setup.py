@@ -45,18 +45,24 @@ def init_weave(project: str | None = None) -> Any:
             return _current[1]
         apply_offline_environment()
         remember_wandb_is_absent()
-        if _current is not None:  # switching projects: finish with the old client first
-            from weave.trace.context.weave_client_context import set_weave_client_global
+        from weave.trace.context.weave_client_context import set_weave_client_global
 
+        if _current is not None:  # switching projects: finish with the old client first
             flush_weave(_current[1])
-            set_weave_client_global(None)
         entity, proj = name.split("/")
         if entity == "local":
             # Links to wandb.ai mean nothing for a local store; keep weave's output quiet.
             os.environ.setdefault("WEAVE_PRINT_CALL_LINK", "false")
             os.environ.setdefault("WEAVE_LOG_LEVEL", "WARNING")
             client = _local_client(proj)
+            # Made first, then swapped in: weave's global client is never unset for the time
+            # a client takes to make (another run of this process, tracing meanwhile, found
+            # none: "You must call weave.init"). weave sets its global only when unset.
+            set_weave_client_global(None)
+            set_weave_client_global(client)
+            _patch_calls()
         else:
+            set_weave_client_global(None)  # weave.init sets its own client only when unset
             if not os.environ.get("WANDB_API_KEY"):
                 raise WeaveStoreError(
                     f"weave project {name!r} is on W&B and needs a key: set WANDB_API_KEY, "
@@ -115,8 +121,7 @@ def _store_path(project: str) -> Path:
 
 
 def _local_client(project: str) -> Any:
-    from weave.integrations.patch import implicit_patch, register_import_hook
-    from weave.trace.context.weave_client_context import set_weave_client_global
+    """A weave client on the project's local store (not yet weave's global client)."""
     from weave.trace.settings import override_settings
     from weave.trace.weave_client import WeaveClient
 
@@ -136,10 +141,15 @@ def _local_client(project: str) -> Any:
             server,  # type: ignore[arg-type]
             ensure_project_exists=False,
         )
-    set_weave_client_global(client)
+    return client
+
+
+def _patch_calls() -> None:
+    """weave's integrations (openai's calls traced), as weave.init sets them up."""
+    from weave.integrations.patch import implicit_patch, register_import_hook
+
     implicit_patch()
     register_import_hook()
-    return client
 
 
 def store_location(client: Any) -> str:

@@ -305,3 +305,34 @@ def test_a_run_on_an_unusable_store_stops_before_sending_anything(
     assert "Traceback" not in out.stderr
     assert f"error: Weave store {path}" in out.stderr
     assert arith_on_sim.stats()["total"] == 0
+
+
+def test_switching_projects_never_leaves_weave_without_a_client(evalflow_home: Path) -> None:
+    """Two runs of one process on two projects: while one switches weave's client, the other
+    traces all along. The old client stays until the new one is made (opening a store
+    reads its file), then the new one takes its place: weave never has no client."""
+    import threading
+
+    from weave.trace.context.weave_client_context import get_weave_client
+
+    init_weave("local/switch-a")
+    unset = 0
+    stop = threading.Event()
+
+    def trace_meanwhile() -> None:
+        nonlocal unset
+        while not stop.is_set():
+            unset += get_weave_client() is None
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.05)  # the other thread runs when a switch waits on the disk
+    other = threading.Thread(target=trace_meanwhile)
+    other.start()
+    try:
+        for n in range(6):
+            init_weave(f"local/switch-{'ba'[n % 2]}")
+    finally:
+        stop.set()
+        other.join()
+        sys.setswitchinterval(before)
+    assert unset == 0
