@@ -4,8 +4,9 @@ and the flow is imported (a second or more of a small run's wait). The flow's in
 tasks then take those answers (`take`) instead of asking: every row is still asked once.
 
 One thread, one event loop; chunks in the order the flow submits its tasks, at most
-`CHUNK_WORKERS` chunks asked or answered and not yet taken (the flow's task runner runs as
-many tasks at once), so memory stays that of a few chunks. Every request goes through the
+`RunPlan.early_chunks()` chunks asked or answered and not yet taken (5,000 rows, or the flow's
+task runner's CHUNK_WORKERS chunks if they hold more), so memory stays that of a few
+thousand answers, whatever the number of rows. Every request goes through the
 same `Asker` as a task's: the same journal, limiter, retries, budget, progress and Weave trace.
 
 Left to the tasks: models under a rate limit shared across processes (taken through the
@@ -29,7 +30,7 @@ from evalflow.config import Generation, ModelSpec
 from evalflow.dataset import Row
 from evalflow.errors import NotAskedEarly
 from evalflow.inference import Answer, Asker, Journal, answer_chunk
-from evalflow.plan import CHUNK_WORKERS, RunPlan
+from evalflow.plan import RunPlan
 from evalflow.prompting import chunk_requests
 from evalflow.run_context import RunContext
 from evalflow.targets import LOCAL_LLM_ENV, Target
@@ -52,7 +53,7 @@ class EarlyAnswers:
         self._models = {target.spec.name for target in self._targets}
         self._chunks: dict[tuple[str, int], Future[list[Answer]]] = {}
         self._lock = threading.Lock()
-        self._room = threading.Semaphore(CHUNK_WORKERS)
+        self._room = threading.Semaphore(plan.early_chunks())
         self._closing = False
         self._ended = False
         self._thread = threading.Thread(target=self._main, name="evalflow-early", daemon=True)

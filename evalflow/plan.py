@@ -44,9 +44,14 @@ class RunRequest(BaseModel):
     epochs: int | None = Field(None, ge=1, le=100)
 
 
-# Chunks a run works on at most at once: the evaluate flow's task runner threads, and how many
-# chunks `evalflow run` asks ahead of them before the flow starts (evalflow/early_answers.py).
+# Chunks a run works on at most at once: the evaluate flow's task runner threads.
 CHUNK_WORKERS = 4
+# What `evalflow run` asks ahead of the flow's tasks (evalflow/early_answers.py): chunks of
+# this many rows in all, or CHUNK_WORKERS chunks if they hold more. The flow starts 5-6 s
+# after the first request on a cold temporary server; held to CHUNK_WORKERS chunks of the
+# default 200 rows, the asking stopped after 800 rows until it did (1,000 rows at 200 ms:
+# the loop 7.2-8.5 s against 6.9-7.4 with chunks of 500).
+EARLY_ROWS = 5_000
 # Chunks submitted ahead of those finished (their rows read, not yet taken by a task).
 CHUNKS_AHEAD = 2 * CHUNK_WORKERS
 # Chunks at once when no judge grades them and one chunk fills each model's slots: a model's
@@ -97,6 +102,10 @@ class RunPlan:
         its judge's pace, or on its own few rows, while the next chunks' answers go)."""
         fills = all(t.spec.limits.max_concurrency <= self.parameters.chunk_size for t in answering)
         return FILLING_CHUNKS if fills and not judged else CHUNKS_AHEAD
+
+    def early_chunks(self) -> int:
+        """How many chunks `evalflow run` asks ahead of the flow's tasks at most."""
+        return max(CHUNK_WORKERS, EARLY_ROWS // self.parameters.chunk_size)
 
     def chunks(self) -> Iterator[list[Row]]:
         """The rows in order, a list of `chunk_size` rows at a time (made as they are read:

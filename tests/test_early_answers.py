@@ -105,3 +105,24 @@ def test_a_run_ended_before_its_flow_took_the_early_answers_keeps_them_and_sends
     assert result["run_id"] == plan.run_id
     (figures,) = result["summary"]
     assert figures["rows"] == 400 and figures["exact_match"] == 1.0
+
+
+def test_rows_are_asked_past_the_task_runners_chunks_before_the_flow_takes_any(
+    prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 600 rows in chunks of 50: twelve chunks, three times the flow's task runner threads. The
+    # cold temporary server is ready seconds after the first request; the asking goes on
+    # meanwhile (EARLY_ROWS), not only the runner's four chunks (200 rows).
+    rows = questions(600)
+    folder = write_suite(tmp_path / "e", "ahead", rows, sim.base_url, {"oracle": LIMITS})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(rows), latency_ms=5)
+    plan = plan_run(RunRequest(suite="ahead", chunk_size=50, weave_project="local/ahead"))
+    assert plan.early_chunks() > 4
+    init_weave("local/ahead")
+    with open_run(plan) as run, asking_early(plan, run):
+        deadline = time.monotonic() + 60
+        while run.progress.snapshot()["done"] < 600 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.progress.snapshot()["done"] == 600  # no chunk was taken
+    assert sim.stats()["by_status"] == {"200": 600}
