@@ -23,19 +23,31 @@ REDACTED = "REDACTED"
 _SUFFIXES_BYTES = tuple(s.encode() for s in SECRET_ENV_SUFFIXES)
 
 
+# The environment known_secrets last read (its (name, value) pairs) and the secrets in it.
+_last_read: tuple[tuple[tuple[bytes, bytes], ...], list[str]] | None = None
+
+
 def known_secrets() -> list[str]:
     """Values of environment variables that hold keys (long enough to be keys).
 
     Read again at every call, so a key set later is still redacted. Where the environment is
-    bytes (POSIX), only the matching values are decoded: 6 vs 32 us here, paid by every call
-    the store records."""
+    bytes (POSIX), the secrets are found again only when it changed: a tuple of its pairs is
+    compared with the last one read (the same objects while nothing changed: 2-3 us), where
+    finding them by name takes 20 us, twice per traced call (its start and end)."""
+    global _last_read
     raw = getattr(os.environ, "_data", None)  # CPython's bytes mapping behind os.environ
     if os.supports_bytes_environ and isinstance(raw, dict):
-        return [
+        pairs = tuple(raw.items())
+        last = _last_read
+        if last is not None and last[0] == pairs:
+            return list(last[1])
+        found = [
             os.fsdecode(value)
-            for name, value in raw.items()
+            for name, value in pairs
             if name.upper().endswith(_SUFFIXES_BYTES) and len(value) >= 8
         ]
+        _last_read = (pairs, found)
+        return list(found)
     return [
         value
         for name, value in os.environ.items()
