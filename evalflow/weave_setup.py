@@ -62,7 +62,6 @@ def init_weave(project: str | None = None) -> Any:
             set_weave_client_global(client)
             _patch_calls()
         else:
-            set_weave_client_global(None)  # weave.init sets its own client only when unset
             if not os.environ.get("WANDB_API_KEY"):
                 raise WeaveStoreError(
                     f"weave project {name!r} is on W&B and needs a key: set WANDB_API_KEY, "
@@ -70,6 +69,7 @@ def init_weave(project: str | None = None) -> Any:
                 )
             import weave
 
+            set_weave_client_global(None)  # weave.init sets its own client only when unset
             client = weave.init(name)
         # The is_op and plain-value patches were measured and verified on the local store;
         # W&B runs weave as is.

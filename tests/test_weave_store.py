@@ -336,3 +336,16 @@ def test_switching_projects_never_leaves_weave_without_a_client(evalflow_home: P
         other.join()
         sys.setswitchinterval(before)
     assert unset == 0
+
+
+def test_a_refused_switch_to_w_and_b_keeps_the_project_in_use(
+    evalflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from weave.trace.context.weave_client_context import get_weave_client
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    client = init_weave("local/kept")
+    with pytest.raises(WeaveStoreError, match="needs a key"):
+        init_weave("team/proj")
+    assert get_weave_client() is client  # what is traced still goes to local/kept
+    assert init_weave("local/kept") is client
