@@ -48,9 +48,9 @@ class RunRequest(BaseModel):
 CHUNK_WORKERS = 4
 # What `evalflow run` asks ahead of the flow's tasks (evalflow/early_answers.py): chunks of
 # this many rows in all, or CHUNK_WORKERS chunks if they hold more. The flow starts 5-6 s
-# after the first request on a cold temporary server; held to CHUNK_WORKERS chunks of the
-# default 200 rows, the asking stopped after 800 rows until it did (1,000 rows at 200 ms:
-# the loop 7.2-8.5 s against 6.9-7.4 with chunks of 500).
+# after the first request on a cold temporary server. Held to CHUNK_WORKERS chunks of the
+# default 200 rows, the asking stopped at 800 rows until it did: 1,000 rows at 200 ms were
+# answered in 7.2-8.5 s (three runs), 7.4-7.5 s asked ahead so (chunks of 500: 6.9-7.4 s).
 EARLY_ROWS = 5_000
 # Chunks submitted ahead of those finished (their rows read, not yet taken by a task).
 CHUNKS_AHEAD = 2 * CHUNK_WORKERS
