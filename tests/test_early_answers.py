@@ -19,8 +19,8 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from evalflow.early_answers import asking_early
 from evalflow.endpoints import SimEndpoint
-from evalflow.plan import RunRequest, plan_run
-from evalflow.run_context import open_run
+from evalflow.plan import RunPlan, RunRequest, plan_run
+from evalflow.run_context import RunContext, open_run
 from evalflow.weave_setup import init_weave
 from flows.evaluate import evaluate
 from tests.suites import answer_key, questions, write_suite
@@ -77,21 +77,14 @@ def test_the_first_request_goes_out_before_the_flow_run_starts_and_each_request_
 def test_a_run_ended_before_its_flow_took_the_early_answers_keeps_them_and_sends_no_more(
     prefect_server: str, tmp_path: Path, sim: SimEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rows = questions(400)
-    folder = write_suite(tmp_path / "e", "halted", rows, sim.base_url, {"oracle": LIMITS})
-    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
-    sim.configure(answer_key=answer_key(rows), latency_ms=100)
-    plan = plan_run(RunRequest(suite="halted", chunk_size=50, weave_project="local/halted"))
-    init_weave("local/halted")
+    plan = _planned("halted", 400, 100, tmp_path, sim, monkeypatch)
     with open_run(plan) as run, asking_early(plan, run):
-        deadline = time.monotonic() + 60
-        while run.progress.snapshot()["done"] < 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_answered(run, 40)
     # The context closed: nothing is in flight, nothing more is sent.
     sent = sim.stats()["by_status"].get("200", 0)
     time.sleep(0.5)
     assert sim.stats()["by_status"].get("200", 0) == sent
-    assert 40 <= sent < 400  # a window of chunks at most, not the whole dataset
+    assert 40 <= sent < 400  # closed while asking: not the whole dataset
     journaled = sum(
         len(path.read_text().splitlines())
         for path in (Path(run.folder) / "answers").rglob("*.jsonl")
@@ -113,16 +106,35 @@ def test_rows_are_asked_past_the_task_runners_chunks_before_the_flow_takes_any(
     # 600 rows in chunks of 50: twelve chunks, three times the flow's task runner threads. The
     # cold temporary server is ready seconds after the first request; the asking goes on
     # meanwhile (EARLY_ROWS), not only the runner's four chunks (200 rows).
-    rows = questions(600)
-    folder = write_suite(tmp_path / "e", "ahead", rows, sim.base_url, {"oracle": LIMITS})
-    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
-    sim.configure(answer_key=answer_key(rows), latency_ms=5)
-    plan = plan_run(RunRequest(suite="ahead", chunk_size=50, weave_project="local/ahead"))
+    plan = _planned("ahead", 600, 5, tmp_path, sim, monkeypatch)
     assert plan.early_chunks() > 4
-    init_weave("local/ahead")
     with open_run(plan) as run, asking_early(plan, run):
-        deadline = time.monotonic() + 60
-        while run.progress.snapshot()["done"] < 600 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_answered(run, 600)
         assert run.progress.snapshot()["done"] == 600  # no chunk was taken
     assert sim.stats()["by_status"] == {"200": 600}
+
+
+def _planned(
+    name: str,
+    n: int,
+    latency_ms: int,
+    tmp_path: Path,
+    sim: SimEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+) -> RunPlan:
+    """A planned run of suite `name` (n rows, chunks of 50, oracle on the simulated endpoint
+    at `latency_ms`) on the local Weave project of the same name."""
+    rows = questions(n)
+    folder = write_suite(tmp_path / "e", name, rows, sim.base_url, {"oracle": LIMITS})
+    monkeypatch.setenv("EVALFLOW_EVALS_DIR", str(folder))
+    sim.configure(answer_key=answer_key(rows), latency_ms=latency_ms)
+    plan = plan_run(RunRequest(suite=name, chunk_size=50, weave_project=f"local/{name}"))
+    init_weave(f"local/{name}")
+    return plan
+
+
+def _wait_answered(run: RunContext, n: int) -> None:
+    """Until `n` rows are answered (at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while run.progress.snapshot()["done"] < n and time.monotonic() < deadline:
+        time.sleep(0.05)
