@@ -36,6 +36,8 @@ import weave
 
 from evalflow.errors import WeaveStoreError
 
+CALLS_AT_ONCE = 1000  # predict_and_score calls sent to the trace server at a time
+
 _PENDING: ContextVar[tuple[ScoredRows | ScoredParts, Sequence[str]] | None] = ContextVar(
     "evalflow_scored_rows", default=None
 )
@@ -182,53 +184,49 @@ def _write_rows(
     # weave.Evaluation's trials give one predict_and_score call per row and trial.
     repeats = rows.count // len(digests)
     now = dt.datetime.now(dt.UTC)
-    attributes = dict(parent.attributes or {})
-    server, project = client.server, client.project_id
+    common = {
+        "project_id": client.project_id,
+        "trace_id": parent.trace_id,
+        "parent_id": parent.id,
+        "op_name": op_uri,
+        "started_at": now,
+        "ended_at": now,
+        "attributes": dict(parent.attributes or {}),
+        "summary": {},
+    }
     i = 0
+    batch: list[dict[str, Any]] = []
     for part in rows.parts():
         keys = list(part.scores)
         columns = [part.scores[key] for key in keys]
         for j, output in enumerate(part.outputs):
             digest = digests[i // repeats]
             i += 1
-            call_id = generate_id()
-            server.call_start(
+            batch.append(
                 {
-                    "start": {
-                        "project_id": project,
-                        "id": call_id,
-                        "trace_id": parent.trace_id,
-                        "parent_id": parent.id,
-                        "op_name": op_uri,
-                        "started_at": now,
-                        "attributes": attributes,
-                        "inputs": {
-                            "self": eval_uri,
-                            "model": model_uri,
-                            "example": row_base + digest,
+                    **common,
+                    "id": generate_id(),
+                    "inputs": {"self": eval_uri, "model": model_uri, "example": row_base + digest},
+                    "output": {
+                        "output": output,
+                        "scores": {
+                            key: column[j] for key, column in zip(keys, columns, strict=True)
                         },
-                    }
+                        "model_latency": part.latencies[j],
+                    },
                 }
             )
-            server.call_end(
-                {
-                    "end": {
-                        "project_id": project,
-                        "id": call_id,
-                        "trace_id": parent.trace_id,
-                        "started_at": now,
-                        "ended_at": now,
-                        "output": {
-                            "output": output,
-                            "scores": {
-                                key: column[j] for key, column in zip(keys, columns, strict=True)
-                            },
-                            "model_latency": part.latencies[j],
-                        },
-                        "summary": {},
-                    }
-                }
-            )
+            if len(batch) == CALLS_AT_ONCE:
+                _send(client, batch)
+                batch = []
+    _send(client, batch)
+
+
+def _send(client: Any, batch: list[dict[str, Any]]) -> None:
+    """Calls already finished, by weave's own write of them (calls_complete, its default for
+    new calls): one write per call where call_start and call_end take two."""
+    if batch:
+        client.server.calls_complete({"batch": batch})
 
 
 @weave.op(name="Evaluation.evaluate", call_display_name=_display_name)

@@ -4,6 +4,7 @@ EvaluationLogger, several writer processes, and no secrets on disk."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
@@ -210,3 +211,51 @@ def test_a_wandb_project_without_a_key_is_a_clear_error(monkeypatch: pytest.Monk
         init_weave("team/proj")
     with pytest.raises(WeaveStoreError, match="should be 'local/<name>'"):
         init_weave("no-slash")
+
+
+def test_finished_calls_written_at_once_read_back_as_started_and_ended_ones(
+    evalflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """calls_complete (one write per finished call: how a run records its evaluation's rows)
+    stores what call_start + call_end store, secrets redacted the same way."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    client = init_weave("local/complete")
+    server, project = client.server, client.project_id
+    ref = f"weave:///{project}/object/arith:abc123/attr/rows/id/row7"
+    start = dt.datetime(2026, 11, 28, 3, 0, tzinfo=dt.UTC)
+    call = {
+        "project_id": project,
+        "trace_id": "trace-1",
+        "parent_id": "parent-1",
+        "op_name": f"weave:///{project}/op/Evaluation.predict_and_score:xyz",
+        "display_name": f"row with {CANARY}",
+        "attributes": {"evalflow": {"run_id": "r1"}, "api_key": "attribute key"},
+        "inputs": {"example": ref, "config": {"api_key": "input key", "n": 3}},
+        "started_at": start,
+    }
+    ended = {
+        "ended_at": start + dt.timedelta(seconds=2),
+        "output": {"output": f"the key is {CANARY}", "scores": {"em": {"correct": False}}},
+        "summary": {"note": "done"},
+        "exception": json.dumps({"type": "E", "message": f"echoed {CANARY}"}),
+    }
+    server.call_start({"start": {**call, "id": "two-writes"}})
+    server.call_end({"end": {"project_id": project, "id": "two-writes", **ended}})
+    server.calls_complete({"batch": [{**call, **ended, "id": "one-write"}]})
+    flush_weave(client)
+
+    def read(call_id: str) -> dict[str, Any]:
+        (found,) = server.calls_query(
+            {"project_id": project, "filter": {"call_ids": [call_id]}}
+        ).calls
+        return found.model_dump(mode="json", exclude={"id"})
+
+    once, twice = read("one-write"), read("two-writes")
+    assert once == twice
+    assert once["output"]["output"] == "the key is REDACTED"
+    assert once["inputs"]["config"] == {"api_key": "REDACTED", "n": 3}
+    assert once["display_name"] == "row with REDACTED"
+    by_ref = server.calls_query({"project_id": project, "filter": {"input_refs": [ref]}}).calls
+    assert sorted(c.id for c in by_ref) == ["one-write", "two-writes"]
+    for path in (evalflow_home / "weave").glob("complete.sqlite*"):
+        assert CANARY.encode() not in path.read_bytes(), path

@@ -11,7 +11,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import itertools
 import json
+import operator
 import sys
 import threading
 import uuid
@@ -160,12 +162,17 @@ class LocalTraceServer:
         atexit.register(self._flush_at_exit)
 
     def _enqueue(self, sql: str, values: tuple[Any, ...]) -> None:
-        """Queue a write for the flusher thread. The caller (with weave's client_parallelism
-        0, the thread that makes the traced call: an event loop's) writes only when the queue
-        is far behind (BACKLOG batches), as back-pressure: waiting on SQLite's lock, which
-        other processes on the same store may hold, would stall every request of its loop."""
+        """Queue one write for the flusher thread (see `_enqueue_many`)."""
+        self._enqueue_many(sql, [values])
+
+    def _enqueue_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Queue writes of one statement (each of `rows` its values) for the flusher thread.
+        The caller (with weave's client_parallelism 0, the thread that makes the traced call:
+        an event loop's) writes only when the queue is far behind (BACKLOG batches), as
+        back-pressure: waiting on SQLite's lock, which other processes on the same store may
+        hold, would stall every request of its loop."""
         with self._pending_lock:
-            self._pending.append((sql, values))
+            self._pending.extend((sql, values) for values in rows)
             queued = len(self._pending)
         if queued >= BACKLOG * self._batch:  # a failed write is kept in db.failure
             with contextlib.suppress(WeaveStoreError):
@@ -197,8 +204,8 @@ class LocalTraceServer:
                 return
             try:
                 with self.db.write() as conn:
-                    for sql, values in pending:
-                        conn.execute(sql, values)
+                    for sql, group in itertools.groupby(pending, key=operator.itemgetter(0)):
+                        conn.executemany(sql, [values for _, values in group])
             except WeaveStoreError:
                 with self._pending_lock:
                     self._pending[:0] = pending
@@ -283,6 +290,52 @@ class LocalTraceServer:
                 output_refs=excluded.output_refs""",
             values,
         )
+
+    def calls_complete(self, req: Any) -> dict[str, Any]:
+        """Calls already finished when sent, start and end together (weave's calls_complete:
+        `{"batch": [...]}`, each item its v2 call-complete shape): one write per call where
+        call_start and call_end take two. The same redaction; an item's attributes are read
+        once when the items share them."""
+        secrets = known_secrets()
+        shared: tuple[Any, str] | None = None
+        rows = []
+        for item in req["batch"]:
+            given = item.get("attributes") or {}
+            if shared is None or shared[0] is not given:
+                shared = (given, _stored(given, secrets)[0])
+            inputs, input_refs = _stored(item.get("inputs") or {}, secrets)
+            output, output_refs = _stored(item.get("output"), secrets)
+            rows.append(
+                (
+                    item["project_id"],
+                    item["id"],
+                    item["trace_id"],
+                    item.get("parent_id"),
+                    item["op_name"],
+                    redact(item.get("display_name"), secrets),
+                    item.get("thread_id"),
+                    item.get("turn_id"),
+                    item.get("wb_run_id"),
+                    item.get("wb_user_id"),
+                    _iso(item["started_at"]),
+                    shared[1],
+                    inputs,
+                    input_refs,
+                    _iso(item["ended_at"]),
+                    output,
+                    _stored(item.get("summary") or {}, secrets)[0],
+                    _redact_exception(item.get("exception"), secrets),
+                    output_refs,
+                )
+            )
+        self._enqueue_many(
+            """INSERT OR REPLACE INTO calls (project_id, id, trace_id, parent_id, op_name,
+                display_name, thread_id, turn_id, wb_run_id, wb_user_id, started_at, attributes,
+                inputs, input_refs, ended_at, output, summary, exception, output_refs,
+                has_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)""",
+            rows,
+        )
+        return {}
 
     def _call_dict(self, row: Any) -> dict[str, Any]:
         summary = loads(row["summary"]) or {}
