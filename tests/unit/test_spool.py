@@ -101,10 +101,13 @@ SCORERS = [
 ]
 
 
+@pytest.mark.parametrize("held", [True, False], ids=["read-once-and-held", "read-each-time"])
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_spooled_chunks_save_the_same_results_summary_and_weave_record(
-    tmp_path: Path, epochs: int
+    tmp_path: Path, epochs: int, held: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not held:  # a model with more rows than are held: read part by part at each pass
+        monkeypatch.setattr("evalflow.evaluation.HELD_ROWS", 0)
     suite, rows = _suite(tmp_path, epochs=epochs, scorers=SCORERS)
     chunks = [(n, rows[i : i + CHUNK]) for n, i in enumerate(range(0, ROWS, CHUNK))]
     parts = []
