@@ -831,10 +831,15 @@ def stack_up(
 @app.command("down")
 def stack_down() -> None:
     """Stop a stack started with `evalflow up --background`."""
-    from evalflow.stack import down
+    from evalflow.stack import DOWN_GRACE_S, down
 
-    stopped = down()
-    typer.echo(f"stopped {stopped} process(es)" if stopped else "no stack is running")
+    result = down()
+    if not result.stopped:
+        typer.echo("no stack is running")
+        return
+    late = f"still running {DOWN_GRACE_S:.0f} s after SIGTERM"
+    killed = f" ({result.killed} killed: {late})" if result.killed else ""
+    typer.echo(f"stopped {result.stopped} process(es){killed}")
 
 
 alerts_app = typer.Typer(help="Regression alerts (a Prefect automation).", no_args_is_help=True)

@@ -8,6 +8,7 @@ the local LLM (whose URL the worker's flows use); with an alert webhook set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,29 +163,67 @@ def running_stack() -> dict[str, str] | None:
     return {"api_url": api_url, "llm_url": str(recorded.get("llm_url") or "")}
 
 
-def down() -> int:
-    """Stop a stack started in the background; return how many processes were stopped."""
+@dataclass
+class Stopped:
+    """What `down` stopped: processes sent SIGTERM, and of them those still running after the
+    grace period, then killed (SIGKILL)."""
+
+    stopped: int = 0
+    killed: int = 0
+
+
+def _alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. One that ended but was not reaped yet (a
+    zombie: a background stack's processes are reparented to init, which may reap them
+    seconds later) does not."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: the group exists
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            text = stat.read_text()
+            state, _parent, group = text[text.rindex(")") + 2 :].split()[:3]
+            if int(group) == pgid and state != "Z":
+                return True
+    return False
+
+
+DOWN_GRACE_S = 15.0  # how long `down` waits after SIGTERM before SIGKILL
+
+
+def down(grace_s: float = DOWN_GRACE_S) -> Stopped:
+    """Stop a stack started in the background: SIGTERM to each process group, then SIGKILL to
+    any still running after `grace_s` (a worker that hangs in its shutdown would otherwise
+    outlive the stack, as one did in CI)."""
     path = stack_file()
     if not path.exists():
-        return 0
+        return Stopped()
     pids = json.loads(path.read_text())["pids"]
-    stopped = 0
+    result = Stopped()
     for pid in reversed(pids):
         try:
             os.killpg(pid, signal.SIGTERM)
-            stopped += 1
+            result.stopped += 1
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + grace_s
     for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                break
+        while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+                result.killed += 1
+            gone = time.monotonic() + 5  # SIGKILL lands at once; the process ends soon after
+            while _alive(pid) and time.monotonic() < gone:
+                time.sleep(0.05)
     path.unlink(missing_ok=True)
-    return stopped
+    return result
 
 
 def ui_url(stack: Stack) -> str:
