@@ -123,6 +123,44 @@ def _stored(value: Any, secrets: list[str]) -> tuple[str, str]:
     return text, " ".join(sorted(set(refs_in(value))))
 
 
+def _start_values(start: Any, secrets: list[str], attributes: str | None = None) -> tuple[Any, ...]:
+    """A call's start as the calls table keeps it, redacted (its id and trace id made when
+    missing): project_id, id, trace_id ... inputs, input_refs. `attributes`: their stored
+    JSON when already known."""
+    inputs, input_refs = _stored(start.get("inputs") or {}, secrets)
+    if attributes is None:
+        attributes = _stored(start.get("attributes") or {}, secrets)[0]
+    return (
+        start["project_id"],
+        start.get("id") or str(uuid.uuid4()),
+        start.get("trace_id") or str(uuid.uuid4()),
+        start.get("parent_id"),
+        start["op_name"],
+        redact(start.get("display_name"), secrets),
+        start.get("thread_id"),
+        start.get("turn_id"),
+        start.get("wb_run_id"),
+        start.get("wb_user_id"),
+        _iso(start["started_at"]),
+        attributes,
+        inputs,
+        input_refs,
+    )
+
+
+def _end_values(end: Any, secrets: list[str]) -> tuple[Any, ...]:
+    """A call's end as the calls table keeps it, redacted: ended_at, output, summary,
+    exception, output_refs."""
+    output, output_refs = _stored(end.get("output"), secrets)
+    return (
+        _iso(end["ended_at"]),
+        output,
+        _stored(end.get("summary") or {}, secrets)[0],
+        _redact_exception(end.get("exception"), secrets),
+        output_refs,
+    )
+
+
 BACKLOG = 20  # batches queued before the caller writes itself (back-pressure)
 
 
@@ -231,28 +269,7 @@ class LocalTraceServer:
 
     # ---- calls -----------------------------------------------------------------------------
     def call_start(self, req: Any) -> CallStartResponse:
-        start = req["start"]
-        call_id = start.get("id") or str(uuid.uuid4())
-        trace_id = start.get("trace_id") or str(uuid.uuid4())
-        secrets = known_secrets()
-        inputs, input_refs = _stored(start.get("inputs") or {}, secrets)
-        attributes, _ = _stored(start.get("attributes") or {}, secrets)
-        values = (
-            start["project_id"],
-            call_id,
-            trace_id,
-            start.get("parent_id"),
-            start["op_name"],
-            redact(start.get("display_name"), secrets),
-            start.get("thread_id"),
-            start.get("turn_id"),
-            start.get("wb_run_id"),
-            start.get("wb_user_id"),
-            _iso(start["started_at"]),
-            attributes,
-            inputs,
-            input_refs,
-        )
+        values = _start_values(req["start"], known_secrets())
         self._enqueue(
             """INSERT INTO calls (project_id, id, trace_id, parent_id, op_name, display_name,
                 thread_id, turn_id, wb_run_id, wb_user_id, started_at, attributes, inputs,
@@ -266,36 +283,24 @@ class LocalTraceServer:
                 inputs=excluded.inputs, input_refs=excluded.input_refs, has_start=1""",
             values,
         )
-        return CallStartResponse(id=call_id, trace_id=trace_id)
+        return CallStartResponse(id=values[1], trace_id=values[2])
 
     def call_end(self, req: Any) -> None:
         end = req["end"]
-        secrets = known_secrets()
-        output, output_refs = _stored(end.get("output"), secrets)
-        values = (
-            end["project_id"],
-            end["id"],
-            end.get("trace_id"),
-            _iso(end["ended_at"]),
-            output,
-            _stored(end.get("summary") or {}, secrets)[0],
-            _redact_exception(end.get("exception"), secrets),
-            output_refs,
-        )
         self._enqueue(
             """INSERT INTO calls (project_id, id, trace_id, ended_at, output, summary,
                 exception, output_refs) VALUES (?,?,?,?,?,?,?,?)
                 ON CONFLICT (project_id, id) DO UPDATE SET ended_at=excluded.ended_at,
                 output=excluded.output, summary=excluded.summary, exception=excluded.exception,
                 output_refs=excluded.output_refs""",
-            values,
+            (end["project_id"], end["id"], end.get("trace_id"), *_end_values(end, known_secrets())),
         )
 
     def calls_complete(self, req: Any) -> dict[str, Any]:
         """Calls already finished when sent, start and end together (weave's calls_complete:
         `{"batch": [...]}`, each item its v2 call-complete shape): one write per call where
-        call_start and call_end take two. The same redaction; an item's attributes are read
-        once when the items share them."""
+        call_start and call_end take two, redacted as they are. Items sharing one attributes
+        object (a run's rows) have it written to JSON once."""
         secrets = known_secrets()
         shared: tuple[Any, str] | None = None
         rows = []
@@ -303,31 +308,8 @@ class LocalTraceServer:
             given = item.get("attributes") or {}
             if shared is None or shared[0] is not given:
                 shared = (given, _stored(given, secrets)[0])
-            inputs, input_refs = _stored(item.get("inputs") or {}, secrets)
-            output, output_refs = _stored(item.get("output"), secrets)
-            rows.append(
-                (
-                    item["project_id"],
-                    item["id"],
-                    item["trace_id"],
-                    item.get("parent_id"),
-                    item["op_name"],
-                    redact(item.get("display_name"), secrets),
-                    item.get("thread_id"),
-                    item.get("turn_id"),
-                    item.get("wb_run_id"),
-                    item.get("wb_user_id"),
-                    _iso(item["started_at"]),
-                    shared[1],
-                    inputs,
-                    input_refs,
-                    _iso(item["ended_at"]),
-                    output,
-                    _stored(item.get("summary") or {}, secrets)[0],
-                    _redact_exception(item.get("exception"), secrets),
-                    output_refs,
-                )
-            )
+            start = _start_values(item, secrets, attributes=shared[1])
+            rows.append((*start, *_end_values(item, secrets)))
         self._enqueue_many(
             """INSERT OR REPLACE INTO calls (project_id, id, trace_id, parent_id, op_name,
                 display_name, thread_id, turn_id, wb_run_id, wb_user_id, started_at, attributes,
