@@ -200,18 +200,25 @@ class LocalTraceServer:
         atexit.register(self._flush_at_exit)
 
     def _enqueue(self, sql: str, values: tuple[Any, ...]) -> None:
-        """Queue one write for the flusher thread (see `_enqueue_many`)."""
-        self._enqueue_many(sql, [values])
+        """Queue one write for the flusher thread (a traced call's start or end)."""
+        with self._pending_lock:
+            self._pending.append((sql, values))
+            queued = len(self._pending)
+        self._queued(queued)
 
     def _enqueue_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Queue writes of one statement (each of `rows` its values) for the flusher thread.
-        The caller (with weave's client_parallelism 0, the thread that makes the traced call:
-        an event loop's) writes only when the queue is far behind (BACKLOG batches), as
-        back-pressure: waiting on SQLite's lock, which other processes on the same store may
-        hold, would stall every request of its loop."""
+        """Queue writes of one statement, each of `rows` its values."""
         with self._pending_lock:
             self._pending.extend((sql, values) for values in rows)
             queued = len(self._pending)
+        self._queued(queued)
+
+    def _queued(self, queued: int) -> None:
+        """After queueing (`queued` writes now wait): wake the flusher once a batch waits. The
+        caller (with weave's client_parallelism 0, the thread that makes the traced call: an
+        event loop's) writes only when the queue is far behind (BACKLOG batches), as
+        back-pressure: waiting on SQLite's lock, which other processes on the same store may
+        hold, would stall every request of its loop."""
         if queued >= BACKLOG * self._batch:  # a failed write is kept in db.failure
             with contextlib.suppress(WeaveStoreError):
                 self._write_pending()
